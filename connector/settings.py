@@ -1,0 +1,92 @@
+"""Settings: environment variables with the RADLABEL_ prefix (nested with "__", e.g.
+RADLABEL_KAFKA__BOOTSTRAP_SERVERS), optionally a YAML file named by RADLABEL_CONFIG or --config.
+Precedence: explicit arguments > environment > YAML file > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "localhost:9092"
+    input_topic: str = "hl7.oru.radiology"
+    output_topic: str = "fhir.observations"
+    dead_letter_topic: str = "hl7.oru.radiology.dlq"
+    group_id: str = "radlabel"
+    client_id: str = "radlabel"
+    # Passed through to aiokafka unchanged (SSL/SASL for real clusters).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    max_batch: int = 64
+    max_record_bytes: int = 1_048_576
+    # What to do with well-formed messages that are not ORU^R01 radiology results.
+    non_oru: Literal["skip", "dead-letter"] = "dead-letter"
+
+
+class LabelerSettings(BaseModel):
+    kind: Literal["rules", "llm"] = "rules"
+    model: str | None = None  # local model directory (in-process)
+    endpoint: str | None = None  # model server base URL
+    api: Literal["openai", "tgi"] = "openai"
+    response_format: Literal["auto", "llamacpp", "openai", "tgi"] = "auto"
+    model_name: str | None = None  # model id sent to OpenAI-compatible servers
+    api_key: SecretStr | None = None
+    timeout_s: float = 30.0
+    max_concurrency: int = 4
+    max_retries: int = 4
+    # Explicit, opt-in fallback to the rule labeler when the model is down (flagged in output and metrics).
+    fallback_to_rules: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RADLABEL_", env_nested_delimiter="__", extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    labeler: LabelerSettings = Field(default_factory=LabelerSettings)
+    log_level: str = "INFO"
+    log_json: bool = True
+    http_port: int = 8080  # metrics + health
+    config_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("RADLABEL_CONFIG")
+        if not path:
+            return {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: settings file must hold a mapping")
+        return data
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    if config is not None:
+        os.environ["RADLABEL_CONFIG"] = str(config)
+    return Settings(**overrides)
