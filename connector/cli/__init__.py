@@ -9,7 +9,7 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Label chest X-ray reports from HL7 v2 into FHIR R4.")
 
-_COMMAND_MODULES = ("convert", "label", "evaluate", "train", "stream", "bench")
+_COMMAND_MODULES = ("convert", "label", "evaluate", "train", "stream")
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"connector.cli.{_name}").register(app)

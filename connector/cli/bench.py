@@ -1,9 +1,0 @@
-"""radlabel sub-commands: bench (placeholder until implemented)."""
-
-from __future__ import annotations
-
-import typer
-
-
-def register(app: typer.Typer) -> None:
-    pass
