@@ -38,6 +38,16 @@ class ChatCompletion(BaseModel):
     usage: _Usage | None = None
 
 
+def first_model_id(models: Any) -> str | None:
+    """Model id from GET /v1/models: an OpenAI list {"data":[{"id":..}]} or TGI's single {"id":..} object."""
+    if not isinstance(models, dict):
+        return None
+    data = models.get("data")
+    entry = data[0] if isinstance(data, list) and data else models
+    model_id = entry.get("id") if isinstance(entry, dict) else None
+    return str(model_id) if model_id else None
+
+
 class OpenAILabeler(HTTPLabeler):
     api = "openai"
 
@@ -64,9 +74,8 @@ class OpenAILabeler(HTTPLabeler):
             if models is None:
                 return False
             if self.model_name is None:
-                data = models.get("data") if isinstance(models, dict) else None
-                if isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("id"):
-                    self.model_name = str(data[0]["id"])
+                self.model_name = first_model_id(models)
+                if self.model_name is not None:
                     self.info = self.info.model_copy(update={"model": self.model_name})
             if self.preset is None:
                 info = await self._get_json("/info")  # TGI only; others 404 -> None

@@ -42,7 +42,6 @@ def detect_preset(models: Any, info: Any = None) -> Preset:
         return "tgi"
     data = models.get("data") if isinstance(models, dict) else None
     if isinstance(data, list) and data and isinstance(data[0], dict):
-        owner = str(data[0].get("owned_by", "")).lower()
-        if owner == "me":
+        if str(data[0].get("owned_by", "")).lower() == "me":
             return "llamacpp"
     return "openai"
