@@ -114,12 +114,15 @@ class HTTPLabeler(Labeler, abc.ABC):
             # A 200 that is not JSON comes from a proxy or the wrong URL, not from the model.
             raise ServerMisconfigured("model server answered 200 with a non-JSON body", response.status_code) from None
 
-    async def _get_json(self, path: str) -> Any | None:
-        """GET for health/discovery; None when unreachable or not 2xx (never raises)."""
+    async def _get_json(self, path: str, *, strict: bool = False) -> Any | None:
+        """GET for health/discovery; None when unreachable or not 2xx. With ``strict``, a refused call
+        (401/403) raises ServerMisconfigured instead, so a wrong token is not mistaken for a down server."""
         try:
             response = await self._http.get(path)
         except httpx.HTTPError:
             return None
+        if strict and response.status_code in (401, 403):
+            raise ServerMisconfigured(f"model server refused GET {path} (HTTP {response.status_code})", response.status_code)
         if not response.is_success:
             return None
         try:

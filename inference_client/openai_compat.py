@@ -63,16 +63,17 @@ class OpenAILabeler(HTTPLabeler):
     def from_settings(cls, settings: object, **kwargs: Any) -> OpenAILabeler:
         return cls(ClientConfig.from_settings(settings), **kwargs)
 
-    async def _discover(self) -> bool:
+    async def _discover(self, models: Any = None) -> bool:
         """Resolve the "auto" preset and a missing model name from the server (once). False if unreachable."""
         if self.preset is not None and self.model_name is not None:
             return True
         async with self._discovery:
             if self.preset is not None and self.model_name is not None:
                 return True
-            models = await self._get_json("/v1/models")
             if models is None:
-                return False
+                models = await self._get_json("/v1/models", strict=True)
+                if models is None:
+                    return False
             if self.model_name is None:
                 self.model_name = first_model_id(models)
                 if self.model_name is not None:
@@ -84,7 +85,11 @@ class OpenAILabeler(HTTPLabeler):
 
     async def ready(self) -> bool:
         """Readiness: GET /v1/models answers (every OpenAI-compatible server has it; not all have /health)."""
-        return await self._discover()
+        try:
+            models = await self._get_json("/v1/models", strict=True)
+        except ServerMisconfigured:
+            return False
+        return models is not None and await self._discover(models)
 
     def request_body(self, report: str) -> dict[str, Any]:
         assert self.preset is not None

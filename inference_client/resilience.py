@@ -71,6 +71,7 @@ class CircuitBreaker:
         self._probes = 0
         self.transitions: list[BreakerState] = []  # history, for metrics and tests
         self.on_transition: Callable[[BreakerState], None] | None = None
+        self._changed: asyncio.Event | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -85,8 +86,25 @@ class CircuitBreaker:
         if state is BreakerState.HALF_OPEN:
             self._probes = 0
         self.transitions.append(state)
+        self._notify()
         if self.on_transition is not None:
             self.on_transition(state)
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def acquire(self) -> None:
+        """Like :meth:`before_call`, but while a half-open probe is in flight, wait for its outcome instead of
+        failing: after a restart the first batch is then served once the probe succeeds."""
+        while True:
+            if self.state is not BreakerState.HALF_OPEN or self._probes < self.half_open_max_calls:
+                self.before_call()
+                return
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
 
     def before_call(self) -> None:
         """Raise CircuitOpen unless a call may go out now."""
@@ -115,6 +133,7 @@ class CircuitBreaker:
         """A call ended without telling anything about the server (cancelled): free its half-open probe slot."""
         if self._state is BreakerState.HALF_OPEN and self._probes > 0:
             self._probes -= 1
+            self._notify()
 
     def _trip(self) -> None:
         self._opened_at = self._clock()
@@ -152,7 +171,7 @@ async def call_resilient(
     retry = 0
     while True:
         try:
-            breaker.before_call()
+            await breaker.acquire()
         except CircuitOpen:
             stats.fast_failures += 1
             raise

@@ -182,3 +182,56 @@ async def test_cancelled_probe_frees_the_half_open_slot() -> None:
         await task
     assert breaker.state is BreakerState.HALF_OPEN
     breaker.before_call()  # the slot is free again
+
+
+async def test_calls_wait_for_the_half_open_probe_instead_of_failing() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout_s=1.0, clock=clock)
+    breaker.record_failure()
+    clock.now += 1.0
+    gate = asyncio.Event()
+    order: list[str] = []
+
+    async def probe() -> str:
+        await gate.wait()
+        order.append("probe")
+        return "probe"
+
+    async def follower() -> str:
+        order.append("follower")
+        return "follower"
+
+    first = asyncio.create_task(call_resilient(probe, RetryPolicy(), breaker, CallStats(), random.Random(0), _no_sleep))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(
+        call_resilient(follower, RetryPolicy(), breaker, CallStats(), random.Random(0), _no_sleep)
+    )
+    await asyncio.sleep(0.01)
+    assert order == []  # the follower waits while the probe is in flight
+    gate.set()
+    assert await asyncio.gather(first, second) == ["probe", "follower"]
+    assert order == ["probe", "follower"] and breaker.state is BreakerState.CLOSED
+
+
+async def test_waiters_fail_fast_when_the_probe_fails() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout_s=1.0, clock=clock)
+    breaker.record_failure()
+    clock.now += 1.0
+    gate = asyncio.Event()
+
+    async def failing_probe() -> str:
+        await gate.wait()
+        raise ServerUnavailable("conn")
+
+    async def follower() -> str:
+        return "never"
+
+    policy = RetryPolicy(max_retries=0)
+    first = asyncio.create_task(call_resilient(failing_probe, policy, breaker, CallStats(), random.Random(0), _no_sleep))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(call_resilient(follower, policy, breaker, CallStats(), random.Random(0), _no_sleep))
+    await asyncio.sleep(0.01)
+    gate.set()
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert isinstance(results[0], ServerUnavailable) and isinstance(results[1], CircuitOpen)
