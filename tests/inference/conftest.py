@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.inference.llama_server import LlamaServer, server_available
+from inference_client.llamacpp_server import LlamaServer, server_available
 
 
 @pytest.fixture(scope="module")

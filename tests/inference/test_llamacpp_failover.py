@@ -13,7 +13,7 @@ from inference_client.openai_compat import OpenAILabeler
 from inference_client.resilience import BreakerState
 from mappings.labels import LabelerUnavailable, LabelSet
 
-from tests.inference.llama_server import API_KEY, LlamaServer, server_available
+from inference_client.llamacpp_server import API_KEY, LlamaServer, server_available
 
 pytestmark = pytest.mark.slow
 

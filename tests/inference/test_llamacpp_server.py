@@ -19,7 +19,8 @@ from mappings.labels import AnswerInvalid, LabelSet, ReportTooLong
 from mappings.prompt import ANSWER_SCHEMA
 from mappings.vocabulary import ALLOWED
 
-from tests.inference.llama_server import API_KEY, MODEL_ALIAS, CountingProxy, LlamaServer
+from inference_client.llamacpp_server import API_KEY, MODEL_ALIAS, LlamaServer
+from tests.inference.proxy import CountingProxy
 
 pytestmark = pytest.mark.slow
 
