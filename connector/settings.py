@@ -47,7 +47,7 @@ class LabelerSettings(BaseModel):
     max_concurrency: int = 4
     max_retries: int = 4
     # Model-server client (inference_client): answer budget, breaker, TLS, TGI-native prompt rendering.
-    max_new_tokens: int = 256  # a full compact answer (14 keys) is ~130 tokens with SmolLM2/Qwen tokenizers
+    max_new_tokens: int = 256  # a compact answer with all 14 keys is 113 Qwen tokens
     breaker_failures: int = 5
     breaker_reset_s: float = 30.0
     ca_bundle: str | None = None  # extra CA file for a hospital-internal TLS endpoint; verification stays on
