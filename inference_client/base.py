@@ -27,6 +27,16 @@ from inference_client.resilience import BreakerState, CallStats, CircuitBreaker,
 log = structlog.get_logger("inference_client")
 
 
+def _tls_verification_failed(exc: BaseException) -> bool:
+    """A certificate the client does not trust will not become trusted by retrying: configuration, not outage."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def root_url(endpoint: str) -> str:
     """Server root: users paste either "http://host:8080" or "http://host:8080/v1"; paths below are absolute."""
     endpoint = endpoint.rstrip("/")
@@ -102,6 +112,10 @@ class HTTPLabeler(Labeler, abc.ABC):
             except httpx.TimeoutException:
                 raise ServerUnavailable(f"model server timed out (>{self.config.timeout_s}s)") from None
             except httpx.TransportError as exc:
+                if _tls_verification_failed(exc):
+                    raise ServerMisconfigured(
+                        "model server's TLS certificate is not trusted (set ca_bundle to the issuing CA)", 0
+                    ) from None
                 raise ServerUnavailable(f"cannot reach model server ({type(exc).__name__})") from None
             finally:
                 self.in_flight -= 1

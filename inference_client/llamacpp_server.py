@@ -10,6 +10,7 @@ import importlib.util
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -48,15 +49,22 @@ def free_port() -> int:
 class LlamaServer:
     """``python -m llama_cpp.server`` on a loopback port; one thread (two collapse on a shared 2-core box)."""
 
-    def __init__(self, port: int | None = None, n_ctx: int = 1024, api_key: str | None = API_KEY) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        n_ctx: int = 1024,
+        api_key: str | None = API_KEY,
+        tls: tuple[Path, Path] | None = None,  # (certfile, keyfile): serve https
+    ) -> None:
         self.port = port or free_port()
         self.n_ctx = n_ctx
         self.api_key = api_key
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, model: Path | None = None, timeout_s: float = 60.0) -> LlamaServer:
         gguf = model or find_gguf()
@@ -69,6 +77,8 @@ class LlamaServer:
         ]  # fmt: skip
         if self.api_key:
             cmd += ["--api_key", self.api_key]
+        if self.tls:
+            cmd += ["--ssl_certfile", str(self.tls[0]), "--ssl_keyfile", str(self.tls[1])]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -78,7 +88,8 @@ class LlamaServer:
                 err = self.proc.stderr.read().decode(errors="replace")[-2000:] if self.proc.stderr else ""
                 raise RuntimeError(f"llama.cpp server exited with {self.proc.returncode}: {err}")
             try:
-                if httpx.get(f"{self.url}/v1/models", headers=headers, timeout=1.0).status_code == 200:
+                verify = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else True
+                if httpx.get(f"{self.url}/v1/models", headers=headers, timeout=1.0, verify=verify).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

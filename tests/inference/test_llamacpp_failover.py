@@ -1,14 +1,16 @@
 """Failure handling against a REAL llama.cpp server: timeouts, a crash (SIGKILL) -> retries -> circuit breaker
-(fail fast, no network) -> restart -> half-open probe -> recovery."""
+(fail fast, no network) -> restart -> half-open probe -> recovery; TLS verification."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 
 import pytest
 
 from inference_client.config import ClientConfig
-from inference_client.errors import CircuitOpen, ServerUnavailable
+from inference_client.errors import CircuitOpen, ServerMisconfigured, ServerUnavailable
 from inference_client.openai_compat import OpenAILabeler
 from inference_client.resilience import BreakerState
 from mappings.labels import LabelerUnavailable, LabelSet
@@ -86,3 +88,34 @@ async def test_killed_server_retries_then_opens_circuit_then_recovers(own_server
         outcomes = await labeler.label_batch_detailed(REPORTS)
         assert all(isinstance(o, LabelSet) for o in outcomes), outcomes
         assert labeler.breaker.transitions == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    reason = server_available() or (None if shutil.which("openssl") else "openssl not installed")
+    if reason:
+        pytest.skip(reason)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = LlamaServer(tls=(cert, key)).start()
+    try:
+        yield server, cert
+    finally:
+        server.stop()
+
+
+async def test_tls_is_verified_and_a_private_ca_can_be_trusted(tls_server) -> None:
+    server, cert = tls_server
+    async with OpenAILabeler(config(server, max_retries=3)) as labeler:
+        # self-signed certificate, no CA given: refused, not retried (retrying cannot make it trusted)
+        with pytest.raises(ServerMisconfigured, match="TLS"):
+            await labeler.label_batch_detailed(REPORTS[:1])
+        assert labeler.stats.attempts == 1
+    async with OpenAILabeler(config(server, ca_bundle=str(cert))) as labeler:
+        assert await labeler.ready()
+        [labels] = await labeler.label_batch(REPORTS[:1])
+        assert isinstance(labels, LabelSet)
