@@ -13,8 +13,10 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -61,6 +63,7 @@ class LlamaServer:
         self.api_key = api_key
         self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -70,23 +73,18 @@ class LlamaServer:
         gguf = model or find_gguf()
         if gguf is None:
             raise RuntimeError(server_available() or "no GGUF model")
-        cmd = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", MODEL_ALIAS,
-            "--n_threads", "1", "--n_threads_batch", "1", "--n_ctx", str(self.n_ctx),
-            "--host", "127.0.0.1", "--port", str(self.port), "--verbose", "False",
-        ]  # fmt: skip
-        if self.api_key:
-            cmd += ["--api_key", self.api_key]
-        if self.tls:
-            cmd += ["--ssl_certfile", str(self.tls[0]), "--ssl_keyfile", str(self.tls[1])]
+        cmd = self.command(gguf)
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        # Server logs go to a temp file: an unread pipe would fill up and block a chatty server.
+        if self._log is not None:  # restart after kill()
+            self._log.close()
+        self._log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace")[-2000:] if self.proc.stderr else ""
-                raise RuntimeError(f"llama.cpp server exited with {self.proc.returncode}: {err}")
+                raise RuntimeError(f"llama.cpp server exited with {self.proc.returncode}: {self.log_tail()}")
             try:
                 verify = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else True
                 if httpx.get(f"{self.url}/v1/models", headers=headers, timeout=1.0, verify=verify).status_code == 200:
@@ -96,6 +94,18 @@ class LlamaServer:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("llama.cpp server did not become ready")
+
+    def command(self, gguf: Path) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", MODEL_ALIAS,
+            "--n_threads", "1", "--n_threads_batch", "1", "--n_ctx", str(self.n_ctx),
+            "--host", "127.0.0.1", "--port", str(self.port), "--verbose", "False",
+        ]  # fmt: skip
+        if self.api_key:
+            cmd += ["--api_key", self.api_key]
+        if self.tls:
+            cmd += ["--ssl_certfile", str(self.tls[0]), "--ssl_keyfile", str(self.tls[1])]
+        return cmd
 
     def kill(self) -> None:
         """SIGKILL: a crash, not a graceful shutdown."""
@@ -110,5 +120,43 @@ class LlamaServer:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self.proc and self.proc.stderr:
-            self.proc.stderr.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, n: int = 2000) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-n:]
+
+
+def find_llama_server_binary() -> Path | None:
+    """The C++ ``llama-server`` (built from llama.cpp), from RADLABEL_LLAMA_SERVER or PATH."""
+    import shutil
+
+    configured = os.environ.get("RADLABEL_LLAMA_SERVER")
+    if configured:
+        return Path(configured) if Path(configured).is_file() else None
+    found = shutil.which("llama-server")
+    return Path(found) if found else None
+
+
+class LlamaCppServer(LlamaServer):
+    """The C++ ``llama-server``: continuous batching over ``parallel`` slots, OpenAI json_schema output."""
+
+    def __init__(self, binary: Path, parallel: int = 4, threads: int = 1, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.binary = binary
+        self.parallel = parallel
+        self.threads = threads
+
+    def command(self, gguf: Path) -> list[str]:
+        cmd = [
+            str(self.binary), "-m", str(gguf), "-a", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(self.port),
+            "-t", str(self.threads), "-tb", str(self.threads), "-c", str(self.n_ctx * self.parallel),
+            "--parallel", str(self.parallel), "--no-webui",
+        ]  # fmt: skip
+        if self.api_key:
+            cmd += ["--api-key", self.api_key]
+        return cmd
