@@ -16,7 +16,15 @@ from typing import Any
 import httpx
 import structlog
 
-from mappings.labels import AnswerInvalid, Labeler, LabelerError, LabelerInfo, LabelerUnavailable, LabelSet, ReportTooLong
+from mappings.labels import (
+    AnswerInvalid,
+    Labeler,
+    LabelerError,
+    LabelerInfo,
+    LabelerUnavailable,
+    LabelSet,
+    ReportTooLong,
+)
 from mappings.prompt import PROMPT_VERSION, parse_answer
 
 from inference_client import __version__
@@ -136,7 +144,8 @@ class HTTPLabeler(Labeler, abc.ABC):
         except httpx.HTTPError:
             return None
         if strict and response.status_code in (401, 403):
-            raise ServerMisconfigured(f"model server refused GET {path} (HTTP {response.status_code})", response.status_code)
+            status = response.status_code
+            raise ServerMisconfigured(f"model server refused GET {path} (HTTP {status})", status)
         if not response.is_success:
             return None
         try:

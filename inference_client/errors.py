@@ -21,7 +21,8 @@ from mappings.labels import AnswerInvalid, LabelerError, LabelerUnavailable, Rep
 RETRYABLE_STATUS = frozenset({408, 424, 425, 429, 500, 502, 503, 504})
 
 # How servers say "prompt longer than the context", seen in their sources/docs:
-#   TGI 422 validation: "`inputs` tokens + `max_new_tokens` must be <= 2048" / "`inputs` must have less than 1024 tokens"
+#   TGI 422 validation: "`inputs` tokens + `max_new_tokens` must be <= 2048"
+#                       / "`inputs` must have less than 1024 tokens"
 #   llama-cpp-python 400: "Requested tokens (2100) exceed context window of 2048"
 #   llama.cpp server 400: "the request exceeds the available context size" / "exceed_context_size_error"
 #   vLLM 400: "This model's maximum context length is 2048 tokens. However, you requested ..."
@@ -108,7 +109,7 @@ def classify_status(status: int, body: bytes, retry_after: str | None = None) ->
     if status in RETRYABLE_STATUS:
         return ServerUnavailable(f"model server answered HTTP {status}", status, parse_retry_after(retry_after))
     if status in (401, 403, 404, 405):
-        return ServerMisconfigured(f"model server refused the call (HTTP {status}): check endpoint, token, model", status)
+        return ServerMisconfigured(f"model server refused the call (HTTP {status}): check endpoint/token/model", status)
     return RequestRejected(f"model server rejected the request (HTTP {status})", status)
 
 

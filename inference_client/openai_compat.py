@@ -114,7 +114,7 @@ class OpenAILabeler(HTTPLabeler):
         try:
             completion = ChatCompletion.model_validate(data)
         except ValidationError:
-            raise ServerMisconfigured("reply does not follow the chat completions API: check api/endpoint", 200) from None
+            raise ServerMisconfigured("reply is not a chat completion: check api/endpoint", 200) from None
         choice = completion.choices[0]
         if choice.message.content is None:
             raise AnswerInvalid("reply has no message content")
