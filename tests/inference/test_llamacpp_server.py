@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from inference_client.config import ClientConfig
-from inference_client.errors import ServerMisconfigured
+from inference_client.errors import ServerMisconfigured, ServerUnavailable
 from inference_client.openai_compat import OpenAILabeler
 from mappings.labels import AnswerInvalid, LabelSet, ReportTooLong
 from mappings.prompt import ANSWER_SCHEMA
@@ -111,3 +111,13 @@ async def test_answer_cut_by_max_tokens_is_invalid(llama_server: LlamaServer) ->
     async with OpenAILabeler(config(llama_server, max_new_tokens=3)) as labeler:
         [outcome] = await labeler.label_batch_detailed([REPORTS[1]])
     assert isinstance(outcome, AnswerInvalid) and "finish_reason=length" in str(outcome)
+
+
+async def test_wrong_preset_is_a_server_error_not_a_label(llama_server: LlamaServer) -> None:
+    """llama-cpp-python answers the OpenAI json_schema form with HTTP 500: retried, then unavailable - no report
+    is dead-lettered because of a configuration mistake (see docs/INFERENCE.md)."""
+    cfg = config(llama_server, response_format="openai", max_retries=1)
+    async with OpenAILabeler(cfg) as labeler:
+        with pytest.raises(ServerUnavailable):
+            await labeler.label_batch_detailed(REPORTS[:1])
+        assert labeler.stats.by_status == {500: 2}
