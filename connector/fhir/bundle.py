@@ -2,8 +2,13 @@
 the same input always gives the same JSON and a replay overwrites instead of duplicating.
 
 Retiring findings (docs/HL7_FHIR.md): every one of the 14 observations has a fixed id per report
-(UUIDv5 of facility|accession|observation). A labeled observation is PUT; a blank one is DELETEd. After any version
-of a report is applied, the server therefore holds exactly that version's labels, whatever came before.
+(UUIDv5 of facility|accession|observation) and every bundle PUTs all 14. A labeled observation carries its
+presence qualifier and the report's status; a blank one is PUT with status "entered-in-error" and no value.
+After any version of a report is applied, the server therefore holds exactly that version's labels as the
+Observations that are not entered-in-error (and DiagnosticReport.result lists exactly those), whatever came
+before, with no state in the connector. DELETE was rejected: deleting a resource that never existed is a 404
+that aborts the whole transaction on Medplum, and conditional DELETE forces its serialisable path, limited to
+8 entries per transaction.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from urllib.parse import quote
 
 from mappings.labels import LabelSet
 from mappings.terminology import LOCAL_SYSTEM, PRESENCE_QUALIFIER, SNOMED_SYSTEM, finding_codes
-from mappings.vocabulary import OBSERVATIONS
+from mappings.vocabulary import OBSERVATIONS, Certainty
 
 from connector.hl7.models import Report
 
@@ -28,6 +33,7 @@ AUTHORITY_SYSTEM_PREFIX = "urn:radlabel:assigning-authority:"
 PROCEDURE_SYSTEM_PREFIX = "urn:radlabel:procedure-code:"
 
 _FHIR_STATUS = {"P": "preliminary", "F": "final", "C": "corrected", "X": "cancelled"}
+_IMAGING_CATEGORY = {"coding": [{"system": OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}]}
 _GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "N": "other", "U": "unknown"}
 # Used when OBR-4 carries no code: LOINC "Diagnostic imaging study".
 _DEFAULT_REPORT_CODE = {"system": LOINC_SYSTEM, "code": "18748-4", "display": "Diagnostic imaging study"}
@@ -55,7 +61,7 @@ def build_bundle(report: Report, labels: LabelSet) -> dict:
         obs_id = report.observation_id(name)
         certainty = present.get(name)
         if certainty is None:
-            observation_entries.append({"request": {"method": "DELETE", "url": f"Observation/{obs_id}"}})
+            observation_entries.append(_put(_retired_observation(report, labels, name, obs_id, patient_ref, report_ref)))
             continue
         results.append({"reference": f"Observation/{obs_id}"})
         observation_entries.append(
@@ -183,28 +189,32 @@ def _labeler_method(labels: LabelSet) -> dict:
     return {"coding": [{"system": LABELER_SYSTEM, "code": info.name, "display": text}], "text": text}
 
 
-def _observation(
-    report: Report,
-    labels: LabelSet,
-    name: str,
-    obs_id: str,
-    certainty,
-    patient_ref: dict,
-    report_ref: dict,
-    effective: str | None,
-) -> dict:
+def _observation_code(name: str) -> dict:
     finding = finding_codes()[name]
     codings = []
     if finding.snomed_code:
         codings.append({"system": SNOMED_SYSTEM, "code": finding.snomed_code, "display": finding.snomed_display})
     codings.append({"system": LOCAL_SYSTEM, "code": finding.local_code, "display": name})
+    return {"coding": codings, "text": name}
+
+
+def _observation(
+    report: Report,
+    labels: LabelSet,
+    name: str,
+    obs_id: str,
+    certainty: Certainty,
+    patient_ref: dict,
+    report_ref: dict,
+    effective: str | None,
+) -> dict:
     qualifier_code, qualifier_display = PRESENCE_QUALIFIER[certainty]
     resource: dict = {
         "resourceType": "Observation",
         "id": obs_id,
         "status": _FHIR_STATUS[report.status],
-        "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}]}],
-        "code": {"coding": codings, "text": name},
+        "category": [dict(_IMAGING_CATEGORY)],
+        "code": _observation_code(name),
         "subject": dict(patient_ref),
     }
     if effective:
@@ -218,6 +228,23 @@ def _observation(
     resource["method"] = _labeler_method(labels)
     resource["derivedFrom"] = [dict(report_ref)]
     return resource
+
+
+def _retired_observation(
+    report: Report, labels: LabelSet, name: str, obs_id: str, patient_ref: dict, report_ref: dict
+) -> dict:
+    """A finding this version of the report does not mention: withdrawn, so a finding an earlier version
+    asserted does not survive a correction."""
+    return {
+        "resourceType": "Observation",
+        "id": obs_id,
+        "status": "entered-in-error",
+        "category": [dict(_IMAGING_CATEGORY)],
+        "code": _observation_code(name),
+        "subject": dict(patient_ref),
+        "method": _labeler_method(labels),
+        "derivedFrom": [dict(report_ref)],
+    }
 
 
 def _provenance(report: Report, labels: LabelSet, report_ref: dict, results: list[dict]) -> dict:
