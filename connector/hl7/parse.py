@@ -258,11 +258,14 @@ def _report(
     if not accession:
         raise MessageRejected("no-accession", f"OBR {index} has neither filler (OBR-3) nor placer (OBR-2) number")
 
-    lines, coded = _text_lines(message, obxs)
+    lines, coded, has_text = _text_lines(message, obxs)
     status = _status(obr, obxs)
-    if not any(line.strip() for line in lines) and status != "X":
-        # A cancellation may come without text; anything else without text is not a report.
-        raise MessageRejected("no-report-text", f"OBR {index} has no TX/FT/ST/CE/CWE result text")
+    if not has_text and status != "X":
+        # A cancellation may come without text; anything else without text is not a report. CE/CWE values alone
+        # (coded lab results, e.g. an organism) are not report text: they only count as headers around text.
+        raise MessageRejected("no-report-text", f"OBR {index} has no TX/FT/ST result text")
+    if not has_text:
+        lines, coded = [], []
 
     return Report(
         message_control_id=control_id,
@@ -284,7 +287,7 @@ def _report(
     )
 
 
-def _text_lines(message: hl7.Message, obxs: list[hl7.Segment]) -> tuple[list[str], list[str | None]]:
+def _text_lines(message: hl7.Message, obxs: list[hl7.Segment]) -> tuple[list[str], list[str | None], bool]:
     """Report text lines and, per line, the section its OBX-3 names (if any).
 
     When an OBX-3 code opens a section whose text carries no heading, the heading is written into the text
@@ -292,6 +295,7 @@ def _text_lines(message: hl7.Message, obxs: list[hl7.Segment]) -> tuple[list[str
     lines: list[str] = []
     coded: list[str | None] = []
     previous: str | None = None
+    has_text = False
     for obx in obxs:
         value_type = _get(obx, 2).upper()
         if value_type not in _TEXT_TYPES and value_type not in _HEADER_TYPES:
@@ -309,13 +313,14 @@ def _text_lines(message: hl7.Message, obxs: list[hl7.Segment]) -> tuple[list[str
             # str() re-joins components: a "^" inside free text is text, not structure.
             text = message.unescape(str(rep)).replace("\r\n", "\n").replace("\r", "\n")
             obx_lines.extend(line.rstrip() for line in text.split("\n"))
+        has_text = has_text or any(line.strip() for line in obx_lines)
         if section is not None and section != previous and not _HEADING.match(obx_lines[0]):
             lines.append(section.upper() + ":")
             coded.append(section)
         lines.extend(obx_lines)
         coded.extend([section] * len(obx_lines))
         previous = section
-    return lines, coded
+    return lines, coded, has_text
 
 
 def _coded_section(obx: hl7.Segment) -> str | None:

@@ -219,3 +219,22 @@ def test_status_mapping(obr25, expected):
     raw = fixture_bytes("v23_tx_mllp.hl7").replace(b"|20230102080000|||F", b"|20230102080000|||" + obr25.encode())
     (report,) = parse_reports(raw)
     assert report.status == expected
+
+
+def test_cwe_section_headers_around_text():
+    raw = (
+        b"MSH|^~\\&|FIXRIS|FIXHOSP|||20230101||ORU^R01|FIXCWE|P|2.6\r"
+        b"PID|1||MRN1^^^FIXHOSP^MR||HEADER^TEST\r"
+        b"OBR|1||ACCCWE|71045^XR CHEST^CPT|||20230101|||||||||||||||20230101|||F\r"
+        b"OBX|1|CWE|SEC^Section^L||^FINDINGS||||||F\r"
+        b"OBX|2|TX|TXT^Text^L||Small left effusion.||||||F\r"
+        b"OBX|3|CE|SEC^Section^L||IMPRESSION^IMPRESSION||||||F\r"
+        b"OBX|4|TX|TXT^Text^L||Left effusion.||||||F\r"
+    )
+    (report,) = parse_reports(raw)
+    assert report.text == "FINDINGS:\nSmall left effusion.\nIMPRESSION:\nLeft effusion."
+    assert report.sections == {"findings": "Small left effusion.", "impression": "Left effusion."}
+    only_coded = raw.replace(b"OBX|2|TX", b"OBX|2|NM").replace(b"OBX|4|TX", b"OBX|4|NM")
+    with pytest.raises(MessageRejected) as info:
+        parse_reports(only_coded)
+    assert info.value.reason == "no-report-text"
