@@ -159,3 +159,35 @@ def test_validation_error_does_not_quote_values():
     with pytest.raises(InvalidResource) as info:
         validate_bundle(bundle)
     assert "PEMBERTON" not in str(info.value)
+
+
+def test_fast_and_full_validation_agree_on_every_sample_and_fixture():
+    from connector.fhir.validate import BundleValidator
+    from tests.hl7_fhir.conftest import FIXTURES, SAMPLES
+
+    fast = BundleValidator()
+    labels = [
+        LabelSet(labels={}, labeler=INFO),
+        LabelSet(labels={"No Finding": P}, labeler=INFO),
+        LabelSet(labels={name: (U if i % 2 else N) for i, name in enumerate(OBSERVATIONS) if name != "No Finding"}, labeler=INFO),
+    ]
+    checked = 0
+    for path in sorted(SAMPLES.glob("*.hl7")) + sorted(FIXTURES.glob("*.hl7")):
+        for raw in split_messages(path.read_bytes()):
+            try:
+                reports = parse_reports(raw)
+            except Exception:
+                continue
+            for report in reports:
+                for label_set in labels:
+                    bundle = build_bundle(report, label_set)
+                    validate_bundle(bundle, full=True)
+                    fast.validate(bundle)
+                    fast.validate(bundle)  # the second pass hits the shape cache
+                    checked += 1
+                    # a broken generated element is still caught once shapes are cached
+                    broken = json.loads(bundle_bytes(bundle))
+                    entries_by_type(broken, "Observation")[3]["resource"]["issued"] = "2024-13-45T99:00:00Z"
+                    with pytest.raises(InvalidResource):
+                        fast.validate(broken)
+    assert checked >= 60

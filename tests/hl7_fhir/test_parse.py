@@ -238,3 +238,10 @@ def test_cwe_section_headers_around_text():
     with pytest.raises(MessageRejected) as info:
         parse_reports(only_coded)
     assert info.value.reason == "no-report-text"
+
+
+def test_control_characters_are_dropped_so_fhir_strings_stay_valid():
+    raw = fixture_bytes("v23_tx_mllp.hl7").replace(b"Patchy right", b"Patchy\x01 right\x7f").replace(b"OLIVE", b"OL\x00IVE")
+    (report,) = parse_reports(raw)
+    assert "Patchy right lower lobe opacity" in report.text
+    assert report.patient.given[0] == "OLIVE"
