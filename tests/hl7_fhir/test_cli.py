@@ -124,3 +124,17 @@ def test_label_rejects_bad_input_columns(tmp_path):
     result = runner.invoke(app, ["label", "--input", str(source), "--output", str(tmp_path / "o.csv")])
     assert result.exit_code != 0
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_label_progress_bar_only_for_more_than_100_reports(tmp_path):
+    for count, expect_bar in ((101, True), (5, False)):
+        source = tmp_path / f"in{count}.jsonl"
+        source.write_text("".join(json.dumps({"id": str(i), "report": "No pneumothorax."}) + "\n" for i in range(count)))
+        output = tmp_path / f"out{count}.csv"
+        result = runner.invoke(app, ["label", "--input", str(source), "--output", str(output)])
+        assert result.exit_code == 0
+        assert (f"{count}/{count}" in result.stderr) is expect_bar
+        with output.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        assert len(rows) == count + 1
+        assert rows[1][1 + OBSERVATIONS.index("Pneumothorax")] == "0"

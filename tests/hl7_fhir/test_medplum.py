@@ -96,6 +96,12 @@ def test_correction_leaves_exactly_the_new_labels(fhir):
 
     post(fhir, corrected.bundle)
     assert live_labels(fhir, dr_id) == {"Pleural Effusion": "2667000", "Atelectasis": "52101004"}
+    # the query docs/HL7_FHIR.md tells consumers to use, answered by the server itself
+    current = fhir.get(
+        "/Observation",
+        params={"derived-from": f"DiagnosticReport/{dr_id}", "status:not": "entered-in-error", "_count": "100"},
+    ).json()
+    assert sorted(e["resource"]["code"]["text"] for e in current["entry"]) == ["Atelectasis", "Pleural Effusion"]
     dr = fhir.get(f"/DiagnosticReport/{dr_id}").json()
     assert dr["status"] == "corrected"
     assert sorted(r["reference"] for r in dr["result"]) == sorted(
