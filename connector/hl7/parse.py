@@ -61,7 +61,14 @@ _CODED_SECTIONS: dict[str, str | None] = {
 
 _HEADING = re.compile(
     r"^\s*(?P<name>indications?|clinical (?:history|indication|information)|history|reason for (?:exam(?:ination)?|study)"
-    r"|comparisons?|findings?|impressions?|conclusions?)\s*:\s*(?P<rest>.*)$",
+    r"|comparisons?|findings?|impressions?|conclusions?)\s*(?::\s*(?P<rest>.*)|$)",
+    re.IGNORECASE,
+)
+# Headings of parts that are none of the four sections: they end the current one. Sub-headings inside a section
+# ("LUNGS:", "HEART:") do not.
+_OTHER_HEADING = re.compile(
+    r"^\s*(?:technique|examination|exam|procedure|study|addendum|recommendations?|notifications?"
+    r"|critical results?|communication|signature|attestation)\s*(?::|$)",
     re.IGNORECASE,
 )
 # Sign-off lines end whatever section they follow (they are not part of the impression).
@@ -375,15 +382,15 @@ def _sections(lines: list[str], coded: list[str | None]) -> dict[str, str]:
         match = _HEADING.match(line)
         if match:
             current = _HEADING_SECTION[re.sub(r"\s+", " ", match.group("name").lower())]
-            rest = match.group("rest").strip()
+            rest = (match.group("rest") or "").strip()
             collected.setdefault(current, [])
             if rest:
                 collected[current].append(rest)
         else:
             if code is not None and code != previous_code:
                 current = code
-            elif _SIGN_OFF.match(line) or (line.isupper() and line.rstrip().endswith(":")):
-                current = None  # a sign-off or an unrecognised heading ("TECHNIQUE:") ends the section
+            elif _SIGN_OFF.match(line) or _OTHER_HEADING.match(line):
+                current = None  # a sign-off or another part's heading ("TECHNIQUE:") ends the section
                 previous_code = code
                 continue
             if current is not None:

@@ -245,3 +245,16 @@ def test_control_characters_are_dropped_so_fhir_strings_stay_valid():
     (report,) = parse_reports(raw)
     assert "Patchy right lower lobe opacity" in report.text
     assert report.patient.given[0] == "OLIVE"
+
+
+def test_sections_with_bare_headings_and_sub_headings():
+    text = (
+        "EXAMINATION: Chest PA/lateral~TECHNIQUE: Two views.~FINDINGS~LUNGS: Clear.~HEART:~Normal size."
+        "~IMPRESSION~No acute disease.~RECOMMENDATION: None."
+    )
+    raw = fixture_bytes("v24_tx_tilde_lf.hl7").replace(
+        b"CLINICAL HISTORY: Chest pain.~~FINDINGS:~Mild cardiomegaly.~Lungs clear.~~IMPRESSION:~Mild cardiomegaly.",
+        text.encode(),
+    )
+    (report,) = parse_reports(raw)
+    assert report.sections == {"findings": "LUNGS: Clear.\nHEART:\nNormal size.", "impression": "No acute disease."}
