@@ -14,16 +14,19 @@ import re
 from datetime import datetime, timedelta, timezone, tzinfo
 
 import hl7
+import hl7.containers
+import hl7.util
 from hl7.util import unescape as hl7_unescape
 
 from connector.hl7.errors import MessageRejected
 from connector.hl7.framing import unframe
 from connector.hl7.models import SECTION_NAMES, Identifier, Patient, Report, ReportStatus
 
-# python-hl7 logs the whole field value when it meets an unknown escape sequence: that would put report text
-# (PHI) into logs. The escape is dropped either way, so its log line carries nothing we need.
-logging.getLogger("hl7.util").disabled = True
-logging.getLogger("hl7").disabled = True
+# python-hl7 logs the whole field value when it meets an unknown or broken escape sequence: that would put report
+# text (PHI) into logs. The escape is dropped either way, so its log lines carry nothing we need. Its loggers are
+# named by file path (logging.getLogger(__file__)), not by module.
+for _module in (hl7.util, hl7.containers):
+    logging.getLogger(_module.__file__).disabled = True
 
 SUPPORTED_VERSIONS = re.compile(r"^2\.(3|3\.1|4|5|5\.1|6|7|7\.1|8|8\.1|8\.2)$")
 
@@ -164,8 +167,12 @@ def parse_reports(raw: bytes, *, default_tz: tzinfo = timezone.utc) -> list[Repo
     control_id = _get(msh, 10)
     facility = _get(msh, 4, c=1) or _get(msh, 4, c=2) or _get(msh, 3, c=1)
     message_time = _timestamp(_get(msh, 7), default_tz)
-    reports = _reports(message, control_id, version, facility, message_time, default_tz)
-    return reports
+    try:
+        return _reports(message, control_id, version, facility, message_time, default_tz)
+    except MessageRejected:
+        raise
+    except Exception as exc:  # never crash on input: the message is dead-lettered with its bytes, not lost
+        raise MessageRejected("malformed", f"ORU structure cannot be read ({type(exc).__name__})") from None
 
 
 # C0 control characters other than CR/LF/TAB are not allowed in FHIR strings; some feeds carry stray ones.
