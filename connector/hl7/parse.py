@@ -240,8 +240,17 @@ def _get(segment: hl7.Segment, field: int, r: int = 1, c: int = 1, s: int = 1) -
             leaf = component if s == 1 else ""
     text = str(leaf)
     if segment.esc in text and not (field <= 2 and str(segment[0]) == "MSH"):
-        text = hl7_unescape(segment, text)
+        text = _unescape(segment, text)
     return text.strip()
+
+
+def _unescape(container: hl7.Container, text: str) -> str:
+    """python-hl7's unescape; a malformed sequence it chokes on (e.g. "\\.brX\\") leaves the text as sent rather
+    than losing the report."""
+    try:
+        return hl7_unescape(container, text)
+    except ValueError:
+        return text
 
 
 def _repetitions(segment: hl7.Segment, field: int) -> list[str | hl7.Repetition]:
@@ -361,7 +370,7 @@ def _text_lines(message: hl7.Message, obxs: list[hl7.Segment]) -> tuple[list[str
         obx_lines: list[str] = []
         for rep in _repetitions(obx, 5) or [""]:
             # str() re-joins components: a "^" inside free text is text, not structure.
-            text = message.unescape(str(rep)).replace("\r\n", "\n").replace("\r", "\n")
+            text = _unescape(message, str(rep)).replace("\r\n", "\n").replace("\r", "\n")
             obx_lines.extend(line.rstrip() for line in text.split("\n"))
         has_text = has_text or any(line.strip() for line in obx_lines)
         if section is not None and section != previous and not _HEADING.match(obx_lines[0]):

@@ -300,3 +300,9 @@ def test_broken_escapes_never_put_report_text_in_logs(caplog, capsys):
     captured = capsys.readouterr()
     assert "SECRETWORD" not in captured.err and "SECRETWORD" not in captured.out
     assert "Escapes: a" in report.text
+
+
+def test_malformed_escape_keeps_the_text():
+    raw = fixture_bytes("v251_ft_escapes_crlf_bom.hl7").replace(b"\\.br\\Second", b"\\.brXSecond")
+    (report,) = parse_reports(raw)
+    assert "Second line." in report.text
