@@ -90,7 +90,7 @@ def observation_scores(y_true: np.ndarray, y_pred: np.ndarray, observation: str,
     kappa_true = np.where(np.isnan(y_true), _BLANK, y_true)
     kappa_pred = np.where(np.isnan(y_pred), _BLANK, y_pred)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # constant columns: kappa undefined -> NaN
+        warnings.simplefilter("ignore")  # constant columns: kappa undefined -> NaN
         kappa = float(cohen_kappa_score(kappa_true, kappa_pred, labels=[_BLANK, NEGATIVE, UNCERTAIN, POSITIVE]))
     return ObservationScores(
         f1_positive=f1s["positive"],

@@ -45,7 +45,9 @@ def f1_diff_heatmap(
     names = list(f1)
     first = np.asarray(f1[names[0]], dtype=float)
     others = names[1:]
-    diffs = np.array([np.abs(first - np.asarray(f1[o], dtype=float)) for o in others]).reshape(len(others), -1)
+    diffs = np.array([np.abs(first - np.asarray(f1[o], dtype=float)) for o in others]).reshape(
+        len(others), len(observations)
+    )
     fig_h = 1.6 + 0.7 * max(len(others), 1)
     fig, ax = plt.subplots(figsize=(max(10, 0.85 * len(observations)), fig_h), dpi=120)
     if diffs.size:

@@ -76,7 +76,8 @@ def bootstrap_p_value(boot_a: np.ndarray, boot_b: np.ndarray, observed: float) -
     diffs = diffs[~np.isnan(diffs)]
     if diffs.size == 0:
         return float("nan")
-    extreme = np.sum(np.abs(diffs - observed) >= abs(observed))
+    # Tolerance: differences of F1 means are sums of floats; equal distances must count as equal.
+    extreme = np.sum(np.abs(diffs - observed) >= abs(observed) - 1e-12)
     return float((1 + extreme) / (1 + diffs.size))
 
 
