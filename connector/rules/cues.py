@@ -177,9 +177,6 @@ CHEXPERT_UNCERTAIN = (
             "question of",
             "questioned",
             "suggestion of",
-            "suggest",
-            "suggests",
-            "suggesting",
             "favor",
             "favors",
             "consider",
@@ -213,6 +210,9 @@ CHEXPERT_UNCERTAIN = (
         ),
     ),
     Cue(Kind.UNCERTAIN, BOTH, ("may", "might", "would", "could")),
+    # "no opacity to suggest pneumonia" is CheXpert's "no NN to suggest X" negation: "suggest" must not cut the
+    # scope of the "no" before it.
+    Cue(Kind.UNCERTAIN, FWD, ("suggest", "suggests", "suggesting"), interrupts=False),
     Cue(
         Kind.UNCERTAIN,
         BWD,
@@ -240,7 +240,7 @@ CHEXPERT_UNCERTAIN = (
     ),
     Cue(Kind.UNCERTAIN, BOTH, ("obscuring", "obscures")),
     # "X versus Y", "X or Y", "X and/or Y" (conj:or, conj:versus, cc:and/or): both alternatives are hedged.
-    Cue(Kind.UNCERTAIN, BOTH, ("versus", "vs", "or", "and/or", "/"), window=3),
+    Cue(Kind.UNCERTAIN, BOTH, ("versus", "vs", "or", "and/or", "/"), window=3, interrupts=False),
     # "stable/unchanged heart size or silhouette", "similar to prior".
     Cue(
         Kind.UNCERTAIN,
@@ -250,6 +250,7 @@ CHEXPERT_UNCERTAIN = (
         copula="optional",
         mention_filter=_CARDIOMEDIASTINAL,
         weak=True,
+        interrupts=False,
     ),
 )
 
@@ -321,7 +322,15 @@ IMPROVED_EXTRA = (
 # CheXpert cues that contradict the guidelines: "history of X" is a present (old) finding, not a negation.
 # "Upper limits of normal" heart size is the borderline case the guidelines call uncertain.
 IMPROVED_DROPPED: frozenset[str] = frozenset(
-    {"history of", "at the upper limits? of normal", "at upper limits? of normal", "upper limits? of normal"}
+    {
+        "history of",
+        "at the upper limits? of normal",
+        "at upper limits? of normal",
+        "upper limits? of normal",
+        # A hedged negative is still a negative: "no definite effusion" reports no effusion.
+        "no definite",
+        "no obvious",
+    }
 )
 
 

@@ -58,6 +58,10 @@ class Cue:
     weak: bool = False
     # False: the verb/clause rule does not cut this cue's scope ("differential diagnosis is X and includes Y, Z").
     clause: bool = True
+    # A later forward cue of another kind ends this cue's forward scope when ``interrupts`` is set on the later one
+    # ("no definite consolidation, no effusion": the second "no" decides effusion). Conjunction-like cues ("or")
+    # do not interrupt: "no pneumothorax or effusion" is negative for both.
+    interrupts: bool = True
 
 
 _COPULA = (
@@ -188,6 +192,15 @@ class SentenceContext:
         else:
             return False
         if any(gap_start <= t < gap_end for t in self.terminators):
+            return False
+        if forward and any(
+            other.cue.cue.interrupts
+            and other.cue.cue.kind is not cue.kind
+            and other.cue.cue.direction is not Direction.BACKWARD
+            and gap_start <= other.start
+            and other.end <= gap_end
+            for other in self.cues
+        ):
             return False
         if compiled.stop is not None and compiled.stop.search(self.low, gap_start, gap_end):
             return False

@@ -100,3 +100,19 @@ def test_other_abnormalities_block_no_finding(sentence: str) -> None:
 def test_devices_do_not_block_no_finding() -> None:
     assert lab("Left-sided defibrillator in place. Lungs are clear.", "No Finding") is P
     assert lab("Left-sided defibrillator in place. Lungs are clear.", "No Finding", "chexpert") is None
+
+
+def test_hedged_negative_is_negative() -> None:
+    assert lab("No definite pleural effusion.", "Pleural Effusion") is N
+    assert lab("No obvious pneumothorax.", "Pneumothorax") is N
+    assert lab("No definite pleural effusion.", "Pleural Effusion", "chexpert") is U
+
+
+def test_later_cue_interrupts_earlier_scope() -> None:
+    # the second "no" decides effusion, not the first "no definite" (chexpert profile: pre-negation uncertainty)
+    assert lab("No definite consolidation, no pleural effusion.", "Pleural Effusion", "chexpert") is N
+    # a hedge after a negation governs what follows it
+    assert lab("No pneumothorax, possible small left effusion.", "Pleural Effusion") is U
+    # but "or" continues the negated list, and "no X to suggest Y" stays negative
+    assert lab("No pneumothorax or pleural effusion.", "Pleural Effusion") is N
+    assert lab("No focal opacity to suggest pneumonia.", "Pneumonia") is N
