@@ -103,7 +103,12 @@ IMPROVED_ADD: dict[str, list[str]] = {
         rf"{_W}stents?{_E}",
         rf"{_W}ports?{_E}",
         r"port-a-cath",
-        r"prosthe(?:sis|ses|tic)",
+        r"(?<!breast\s)prosthe(?:sis|ses|tic)",
+        # a "tip" on a chest film is a line's or tube's ("right chest XXXX tip in the SVC")
+        rf"{_W}tips?{_E}",
+        r"tracheostomy",
+        rf"{_W}generator",
+        r"bone\s+anchor",
         rf"{_W}staples?{_E}",
         r"(?:pacer|pacemaker|pacing|ekg|ecg|monitor|monitoring|telemetry)\s+leads?",
         r"endotracheal",
@@ -181,10 +186,16 @@ IMPROVED_UNMENTION_ADD: dict[str, list[str]] = {
         r"in\s+contour",
         r"(?:cardiac|heart)\s+contours?",
         # locations: "clips in the mediastinum", "calcification over the anterior mediastinum"
-        r"(?:in|over|overlying|within|into|projecting\s+over)\s+the\s+"
+        r"(?<![a-z])(?:in|over|overlying|into|projecting\s+over)\s+the\s+"
         r"(?:(?:anterior|posterior|middle|superior|inferior|left|right|upper|lower)\s+)*mediastinum",
     ],
     "Edema": [r"soft\s+tissue\s+edema", r"(?:subcutaneous|chest\s+wall)\s+edema"],
+    # Old granulomatous disease is not pneumonia (guidelines: "no evidence of tuberculosis" -> Pneumonia empty).
+    "Pneumonia": [
+        r"granulomatous\s+infection",
+        r"post-?\s*infectious",
+        r"(?:prior|previous|old|remote)\s+(?:granulomatous\s+)?infection",
+    ],
     "Support Devices": [r"septal\s+lines", r"kerley\s+(?:b\s+)?lines"],
 }
 # Structure mentions (see MentionRule.abnormal): which phrases name a structure rather than a finding, and the
