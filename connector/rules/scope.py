@@ -56,11 +56,18 @@ class Cue:
     # A weak hedge ("stable silhouette") loses to an explicit negative mention of the same observation when the
     # profile says so (guidelines: "stable silhouette ... Cardiomegaly 0 when heart size is also called normal").
     weak: bool = False
+    # False: the verb/clause rule does not cut this cue's scope ("differential diagnosis is X and includes Y, Z").
+    clause: bool = True
+    # A later forward cue of another kind ends this cue's forward scope when ``interrupts`` is set on the later one
+    # ("no definite consolidation, no effusion": the second "no" decides effusion). Conjunction-like cues ("or")
+    # do not interrupt: "no pneumothorax or effusion" is negative for both.
+    interrupts: bool = True
 
 
 _COPULA = (
     r"(?:(?:is|are|was|were|appears?|appeared|remains?|remained|seems?|looks?|has been|have been|has|have)"
-    r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all))*\s+)"
+    r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all|the|"
+    r"xxxx|(?:stable|unchanged|normal)\s+and))*\s+)"
 )
 # A verb in a gap marks a clause boundary (see module docstring).
 _VERB = re.compile(
@@ -75,12 +82,37 @@ def _phrase_regex(phrase: str) -> str:
     return phrase.replace(" ", r"\s+")
 
 
+def _bounded(phrase: str, prefix: str = "") -> str:
+    """Whole-word cue regex. "/" between two words is CheXpert's "X/Y" -> "X or Y" (no word boundary there)."""
+    if phrase == "/":
+        return r"(?<=[a-z])/(?=[a-z])"
+    return rf"(?<![a-z0-9]){prefix}(?:{_phrase_regex(phrase)})(?![a-z0-9])"
+
+
 @dataclass(frozen=True)
 class _CompiledCue:
     cue: Cue
     regex: re.Pattern[str]
     stop: re.Pattern[str] | None
     mention_filter: re.Pattern[str] | None
+    # A word every phrase of this group contains: the regex only runs on sentences that have it (speed).
+    trigger: str | None
+
+
+_SENTENCE_WORD = re.compile(r"[a-z0-9']+")
+_META = set("()[]{}?*+|\\.^$")
+
+
+def trigger_word(phrase: str) -> str | None:
+    """The first mandatory plain word of a cue phrase, or None when that is not obvious (then always run).
+    Scanning stops at the first token with regex syntax, since later words may sit inside optional groups."""
+    for token in phrase.split(" "):
+        if any(c in _META for c in token):
+            return None
+        if re.fullmatch(r"[a-z0-9']+", token):
+            return token
+        return None
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +130,8 @@ class CueSet:
     _compiled: list[_CompiledCue] = field(init=False, repr=False)
     _pseudo: re.Pattern[str] | None = field(init=False, repr=False)
     _terminate: re.Pattern[str] | None = field(init=False, repr=False)
+    _always: list[_CompiledCue] = field(init=False, repr=False)
+    _by_trigger: dict[str, list[_CompiledCue]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._compiled = []
@@ -106,23 +140,27 @@ class CueSet:
         for cue in self.cues:
             if not cue.phrases:
                 continue
-            body = "|".join(_phrase_regex(p) for p in sorted(cue.phrases, key=len, reverse=True))
+            phrases = sorted(cue.phrases, key=len, reverse=True)
             if cue.kind is Kind.PSEUDO:
-                pseudo.append(body)
+                pseudo.extend(map(_phrase_regex, phrases))
                 continue
             if cue.kind is Kind.TERMINATE:
-                terminate.append(body)
+                terminate.extend(map(_phrase_regex, phrases))
                 continue
             prefix = {None: "", "optional": _COPULA + "?", "required": _COPULA}[cue.copula]
-            regex = re.compile(rf"(?<![a-z0-9]){prefix}(?:{body})(?![a-z0-9])")
-            self._compiled.append(
-                _CompiledCue(
-                    cue,
-                    regex,
-                    re.compile(cue.stop) if cue.stop else None,
-                    re.compile(cue.mention_filter) if cue.mention_filter else None,
-                )
-            )
+            groups: dict[str | None, list[str]] = {}
+            for phrase in phrases:
+                groups.setdefault(trigger_word(phrase), []).append(phrase)
+            stop = re.compile(cue.stop) if cue.stop else None
+            mention_filter = re.compile(cue.mention_filter) if cue.mention_filter else None
+            for trigger, members in groups.items():
+                regex = re.compile("|".join(_bounded(p, prefix) for p in members))
+                self._compiled.append(_CompiledCue(cue, regex, stop, mention_filter, trigger))
+        self._always = [c for c in self._compiled if c.trigger is None]
+        self._by_trigger = {}
+        for c in self._compiled:
+            if c.trigger is not None:
+                self._by_trigger.setdefault(c.trigger, []).append(c)
         self._pseudo = re.compile(rf"(?<![a-z0-9])(?:{'|'.join(pseudo)})(?![a-z0-9])") if pseudo else None
         self._terminate = (
             re.compile(rf"(?<![a-z0-9])(?:{'|'.join(terminate)})(?![a-z0-9])|;") if terminate else re.compile(";")
@@ -132,7 +170,10 @@ class CueSet:
         """Find every cue, terminator and verb of one sentence (``low`` is the lower-cased report)."""
         pseudo = [(m.start(), m.end()) for m in self._pseudo.finditer(low, start, end)] if self._pseudo else []
         matches: list[CueMatch] = []
-        for compiled in self._compiled:
+        candidates = list(self._always)
+        for word in set(_SENTENCE_WORD.findall(low, start, end)):
+            candidates.extend(self._by_trigger.get(word, ()))
+        for compiled in candidates:
             for m in compiled.regex.finditer(low, start, end):
                 s, e = m.span()
                 if s == e or any(ps < e and s < pe for ps, pe in pseudo):
@@ -179,11 +220,20 @@ class SentenceContext:
             return False
         if any(gap_start <= t < gap_end for t in self.terminators):
             return False
+        if forward and any(
+            other.cue.cue.interrupts
+            and other.cue.cue.kind is not cue.kind
+            and other.cue.cue.direction is not Direction.BACKWARD
+            and gap_start <= other.start
+            and other.end <= gap_end
+            for other in self.cues
+        ):
+            return False
         if compiled.stop is not None and compiled.stop.search(self.low, gap_start, gap_end):
             return False
         if cue.window is not None and len(_WORD.findall(self.low, gap_start, gap_end)) > cue.window:
             return False
-        verb = _VERB.search(self.low, gap_start, gap_end)
+        verb = _VERB.search(self.low, gap_start, gap_end) if cue.clause else None
         if verb is not None:
             if backward:
                 return False
