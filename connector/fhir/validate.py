@@ -13,7 +13,6 @@ sender data and are validated in full every time.
 
 from __future__ import annotations
 
-import json
 import re
 
 from fhir.resources.R4B import get_fhir_model_class
