@@ -151,3 +151,15 @@ async def test_label_cli_through_the_model_server(llama_server: LlamaServer, tmp
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert [row["id"] for row in rows] == ["r1", "r2"]
     assert all(set(row.values()) - {row["id"]} <= {"1", "0", "-1", ""} for row in rows)
+
+
+async def test_real_reports_parse_under_the_schema(llama_server: LlamaServer, shared_data: Path) -> None:
+    """12 gold-dev reports (read from ../shared at run time; skipped without it): every constrained answer parses."""
+    import csv
+
+    with (shared_data / "gold-dev" / "reports.csv").open(newline="", encoding="utf-8") as fh:
+        reports = [row["report"] for row in csv.DictReader(fh)][:12]
+    async with OpenAILabeler(config(llama_server, max_new_tokens=192, max_concurrency=2)) as labeler:
+        outcomes = await labeler.label_batch_detailed(reports)
+    assert len(outcomes) == 12
+    assert all(isinstance(o, LabelSet) for o in outcomes), [type(o).__name__ for o in outcomes]
