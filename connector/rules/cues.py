@@ -209,7 +209,9 @@ CHEXPERT_UNCERTAIN = (
             "less likely",
         ),
     ),
-    Cue(Kind.UNCERTAIN, BOTH, ("may", "might", "would", "could")),
+    # A modal hedges what it governs ("may reflect atelectasis"), not its subject ("airspace disease, may reflect
+    # atelectasis" keeps the airspace disease positive, as CheXpert's own sample output shows).
+    Cue(Kind.UNCERTAIN, FWD, ("may", "might", "would", "could")),
     # "no opacity to suggest pneumonia" is CheXpert's "no NN to suggest X" negation: "suggest" must not cut the
     # scope of the "no" before it.
     Cue(Kind.UNCERTAIN, FWD, ("suggest", "suggests", "suggesting"), interrupts=False),
@@ -234,6 +236,9 @@ CHEXPERT_UNCERTAIN = (
             "may be present",
             "could be present",
             "might be present",
+            "may be seen",
+            "may be noted",
+            "may be developing",
             "may have this appearance",
         ),
         copula="optional",
