@@ -285,6 +285,19 @@ IMPROVED_EXTRA = (
         ),
     ),
     Cue(Kind.UNCERTAIN, BWD, ("likely", "probable", "can't be excluded", "equivocal"), copula="optional"),
+    # ConText's hypothetical context: conditionals and disclaimers state nothing about the patient.
+    Cue(
+        Kind.HYPOTHETICAL,
+        FWD,
+        ("if", "if there is", "should there be", "in the event of", "in case of"),
+        interruptible=False,
+    ),
+    Cue(
+        Kind.HYPOTHETICAL,
+        BWD,
+        ("may not be (?:demonstrated|seen|visible|evident|detected|visualized)", "can be occult"),
+        copula="optional",
+    ),
     Cue(
         Kind.NEGATION,
         FWD,

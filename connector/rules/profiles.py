@@ -128,6 +128,10 @@ IMPROVED_ADD: dict[str, list[str]] = {
         r"pleural\s+(?:plaques?|calcifications?|scarring|reaction)",
         r"apical\s+(?:pleural\s+)?(?:cap|capping|thickening)",
         r"pleural[- ]parenchymal",
+        # fissures are pleura; the costophrenic angle is a pleural recess
+        r"fissural\s+thickening",
+        r"thickening\s+of\s+the\s+(?:minor|major|horizontal|oblique)\s+fissure",
+        r"scar[a-z]*\s+(?:at|of|in|involving)\s+the\s+(?:left\s+|right\s+)?costophrenic",
     ],
     "Fracture": [
         r"compression\s+deformit",

@@ -55,6 +55,8 @@ CASES = [
     ("compression-deformity", "Mild compression deformity of T12.", "Fracture", P, None),
     ("loss-of-height", "Loss of vertebral body height at L1.", "Fracture", P, None),
     ("vertebral-collapse-not-atelectasis", "Vertebral body collapse at T8.", "Atelectasis", None, P),
+    ("fissural-thickening", "Interlobar fissural thickening.", "Pleural Other", P, None),
+    ("costophrenic-scarring", "Scarring at the left costophrenic angle.", "Pleural Other", P, None),
     # -- cue changes ------------------------------------------------------------------------------------------
     ("history-is-present", "History of right rib fracture.", "Fracture", P, N),
     ("likely", "Likely atelectasis.", "Atelectasis", U, P),
@@ -67,6 +69,8 @@ CASES = [
     ("not-significantly-enlarged", "The heart is not significantly enlarged.", "Cardiomegaly", N, P),
     ("stable-after-copula", "Heart size is stable.", "Cardiomegaly", U, U),
     ("slash-alternatives", "Minimal bibasal subsegmental atelectasis/scar.", "Atelectasis", U, U),
+    ("hypothetical-if", "If there is concern for occult fracture, consider rib series.", "Fracture", None, U),
+    ("disclaimer", "Please note that fractures may not be demonstrated.", "Fracture", None, P),
     ("redacted-adverb", "Heart size is XXXX within normal limits.", "Cardiomegaly", N, N),
 ]
 
