@@ -169,7 +169,7 @@ def to_markdown(ev: Evaluation) -> str:
         ),
         f"95% CI: {ev.resamples} bootstrap resamples of the reports (seed {ev.seed}), same resamples for every labeler.",
         "",
-        "## Mean weighted F1",
+        "## Mean weighted F1" if weighted_mode else "## Mean positive F1",
         "",
     ]
     if weighted_mode:
