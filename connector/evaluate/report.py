@@ -197,7 +197,8 @@ def to_markdown(ev: Evaluation) -> str:
             )
             + " |"
         )
-    for comps, title in ((ev.comparisons, "Paired comparisons (weighted F1 over the 14 observations)"),) + (
+    unit = "weighted F1" if weighted_mode else "positive F1"
+    for comps, title in ((ev.comparisons, f"Paired comparisons ({unit} over the 14 observations)"),) + (
         ((ev.comparisons_pos_neg, "Paired comparisons (positive+negative only)"),) if weighted_mode else ()
     ):
         if not comps:
