@@ -71,7 +71,7 @@ class Cue:
 _COPULA = (
     r"(?:(?:is|are|was|were|appears?|appeared|remains?|remained|seems?|looks?|has been|have been|has|have)"
     r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all|the|"
-    r"xxxx|(?:stable|unchanged|normal)\s+and))*\s+)"
+    r"xxxx|[a-z]+\s+and))*\s+)"
 )
 # A verb in a gap marks a clause boundary (see module docstring).
 _VERB = re.compile(
