@@ -47,6 +47,7 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
     # sentence boundary is no mention): one regex call per rule instead of one per rule and sentence.
     scan_start, scan_end = sentences[0].start, sentences[-1].end
     contexts: dict[int, SentenceContext] = {}
+    unmentioned: dict[tuple[int, int], list[tuple[int, int]]] = {}
     out: list[Mention] = []
     for rule in profile.rules:
         for start, end in rule.finditer(low, scan_start, scan_end):
@@ -56,8 +57,15 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
             sentence = sentences[sentence_index]
             if end > sentence.end:
                 continue
-            if rule.unmention is not None and _overlaps(rule.unmention, low, sentence, start, end):
-                continue
+            if rule.unmention is not None:
+                key = (id(rule), sentence_index)
+                blocked = unmentioned.get(key)
+                if blocked is None:
+                    blocked = unmentioned[key] = [
+                        u.span() for u in rule.unmention.finditer(low, sentence.start, sentence.end)
+                    ]
+                if any(u_start < end and start < u_end for u_start, u_end in blocked):
+                    continue
             weak = False
             if rule.fixed is not None:
                 certainty = rule.fixed
@@ -76,10 +84,6 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
                         certainty = Certainty.UNCERTAIN
             out.append(Mention(rule.observation, start, end, sentence, certainty, weak))
     return out
-
-
-def _overlaps(unmention: re.Pattern[str], low: str, sentence: Sentence, start: int, end: int) -> bool:
-    return any(u.start() < end and start < u.end() for u in unmention.finditer(low, sentence.start, sentence.end))
 
 
 def aggregate(text: str, mentions: Sequence[Mention], profile: Profile) -> tuple[dict[str, Certainty], dict[str, list[Span]]]:
@@ -105,11 +109,12 @@ def aggregate(text: str, mentions: Sequence[Mention], profile: Profile) -> tuple
         if observation == OTHER:
             continue
         labels[observation] = final
+        seen: set[Sentence] = set()
         spans: list[Span] = []
         for m in sorted(found, key=lambda m: m.start):
-            span = Span(start=m.sentence.start, end=m.sentence.end)
-            if m.certainty is final and span not in spans:
-                spans.append(span)
+            if m.certainty is final and m.sentence not in seen:
+                seen.add(m.sentence)
+                spans.append(Span(start=m.sentence.start, end=m.sentence.end))
         evidence[observation] = spans
     if not blocks_no_finding:
         labels[NO_FINDING] = Certainty.POSITIVE

@@ -70,3 +70,22 @@ def test_trigger_words_are_only_taken_when_mandatory() -> None:
     assert trigger_word("not (?:significantly|markedly) enlarged") == "not"
     assert trigger_word("(?:at )?(?:the )?upper limits? of normal") is None
     assert trigger_word("limits? of normal") is None
+
+
+def test_overlong_sentences_are_cut_at_whitespace() -> None:
+    from connector.rules.text import MAX_SENTENCE_CHARS
+
+    text = "FINDINGS: " + "stable appearance of the chest " * 100 + "with a small left pleural effusion"
+    spans = split_sentences(text)
+    assert len(spans) > 1
+    assert all(s.end - s.start <= MAX_SENTENCE_CHARS for s in spans)
+    assert all(text[s.start] != " " and text[s.end - 1] != " " for s in spans)
+    assert label_report(text).labels["Pleural Effusion"] is P
+
+
+def test_chexpert_leading_space_phrases_keep_their_meaning() -> None:
+    # "_mediastinum" / "_line_" need a space before them, as on CheXpert's whitespace-collapsed sentences
+    assert label_report("Widened  mediastinum.", "chexpert").labels["Enlarged Cardiomediastinum"] is P
+    assert "Enlarged Cardiomediastinum" not in label_report("Mediastinum widened.", "chexpert").labels
+    assert label_report("Right PICC line  in place.", "chexpert").labels["Support Devices"] is P
+    assert "Support Devices" not in label_report("Midline trachea.", "chexpert").labels
