@@ -259,9 +259,7 @@ CHEXPERT_UNCERTAIN = (
     ),
 )
 
-CHEXPERT_CUES = CueSet(
-    (TERMINATORS, PSEUDO, *CHEXPERT_PRE_UNCERTAIN, *CHEXPERT_NEGATION, *CHEXPERT_UNCERTAIN)
-)
+CHEXPERT_CUES = CueSet((TERMINATORS, PSEUDO, *CHEXPERT_PRE_UNCERTAIN, *CHEXPERT_NEGATION, *CHEXPERT_UNCERTAIN))
 
 # -- improvements toward LABELING_GUIDELINES.md ----------------------------------------------------------------
 IMPROVED_EXTRA = (
@@ -301,7 +299,15 @@ IMPROVED_EXTRA = (
     Cue(
         Kind.NEGATION,
         FWD,
-        ("free", "resolving", "interval resolution of", "no radiographic evidence of", "no findings of", "no sign of", "no signs of"),
+        (
+            "free",
+            "resolving",
+            "interval resolution of",
+            "no radiographic evidence of",
+            "no findings of",
+            "no sign of",
+            "no signs of",
+        ),
     ),
     Cue(
         Kind.NEGATION,
@@ -332,7 +338,12 @@ IMPROVED_EXTRA = (
     Cue(
         Kind.UNCERTAIN,
         FWD,
-        ("differential diagnos[ie]s", "differential considerations?", "differential includes", "considerations include"),
+        (
+            "differential diagnos[ie]s",
+            "differential considerations?",
+            "differential includes",
+            "considerations include",
+        ),
         clause=False,
     ),
 )

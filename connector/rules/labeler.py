@@ -7,17 +7,15 @@ in the async :class:`mappings.labels.Labeler` interface the connector and the CL
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from mappings.labels import Labeler, LabelerInfo, LabelSet, Span
-from mappings.vocabulary import NO_FINDING, OBSERVATIONS, PRECEDENCE, SUPPORT_DEVICES, Certainty
 
 from connector.rules.mentions import CARDIOMEGALY, OTHER
 from connector.rules.profiles import PROFILES, Profile, get_profile
 from connector.rules.scope import SentenceContext
 from connector.rules.text import Sentence, lower, split_sentences
+from mappings.labels import Labeler, LabelerInfo, LabelSet, Span
+from mappings.vocabulary import NO_FINDING, OBSERVATIONS, PRECEDENCE, SUPPORT_DEVICES, Certainty
 
 __all__ = ["RULES_VERSION", "Mention", "RuleLabeler", "find_mentions", "label_report"]
 
@@ -86,7 +84,9 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
     return out
 
 
-def aggregate(text: str, mentions: Sequence[Mention], profile: Profile) -> tuple[dict[str, Certainty], dict[str, list[Span]]]:
+def aggregate(
+    text: str, mentions: Sequence[Mention], profile: Profile
+) -> tuple[dict[str, Certainty], dict[str, list[Span]]]:
     """Mentions -> one certainty per observation (positive > uncertain > negative) + No Finding rule."""
     by_obs: dict[str, list[Mention]] = {}
     for m in mentions:
@@ -135,6 +135,8 @@ def _resolve(found: Sequence[Mention], negative_beats_weak: bool) -> Certainty:
 
 def label_report(text: str, profile: str = "improved") -> LabelSet:
     """Label one report. Pure and synchronous: safe to call from training code and worker threads."""
+    if not isinstance(text, str):
+        raise TypeError(f"report text must be str, not {type(text).__name__}")
     prof = get_profile(profile)
     labels, evidence = aggregate(text, find_mentions(text, prof), prof)
     return LabelSet(

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from mappings.vocabulary import Certainty
-
 from connector.rules import cues
 from connector.rules.mentions import (
     CARDIOMEGALY,
@@ -24,6 +22,7 @@ from connector.rules.mentions import (
 )
 from connector.rules.scope import CueSet
 from connector.rules.text import SKIPPED_SECTIONS
+from mappings.vocabulary import Certainty
 
 PROFILES = ("chexpert", "improved")
 

@@ -22,7 +22,7 @@ from enum import Enum
 from mappings.vocabulary import Certainty
 
 
-class Kind(str, Enum):
+class Kind(Enum):
     PSEUDO = "pseudo"  # looks like a cue, is not ("no change in")
     PRE_UNCERTAIN = "pre_uncertain"  # beats negation ("cannot exclude", "no new")
     NEGATION = "negation"
@@ -31,7 +31,7 @@ class Kind(str, Enum):
     HYPOTHETICAL = "hypothetical"  # not a statement about this patient now ("if there is concern for X")
 
 
-class Direction(str, Enum):
+class Direction(Enum):
     FORWARD = "forward"
     BACKWARD = "backward"
     BOTH = "both"
@@ -227,13 +227,17 @@ class SentenceContext:
             return False
         if any(gap_start <= t < gap_end for t in self.terminators):
             return False
-        if forward and cue.interruptible and any(
-            other.cue.cue.interrupts
-            and other.cue.cue.kind is not cue.kind
-            and other.cue.cue.direction is not Direction.BACKWARD
-            and gap_start <= other.start
-            and other.end <= gap_end
-            for other in self.cues
+        if (
+            forward
+            and cue.interruptible
+            and any(
+                other.cue.cue.interrupts
+                and other.cue.cue.kind is not cue.kind
+                and other.cue.cue.direction is not Direction.BACKWARD
+                and gap_start <= other.start
+                and other.end <= gap_end
+                for other in self.cues
+            )
         ):
             return False
         if compiled.stop is not None and compiled.stop.search(self.low, gap_start, gap_end):

@@ -22,7 +22,9 @@ def test_sentences_keep_decimals_and_split_on_lines() -> None:
 
 
 def test_skipped_sections_are_not_labeled() -> None:
-    text = "INDICATION: pneumonia?\nCOMPARISON: 2010\nFINDINGS: Lungs are clear.\nHISTORY: effusion\nIMPRESSION: Normal."
+    text = (
+        "INDICATION: pneumonia?\nCOMPARISON: 2010\nFINDINGS: Lungs are clear.\nHISTORY: effusion\nIMPRESSION: Normal."
+    )
     assert sentences(text) == ["Lungs are clear.", "Normal."]
     # text before any header is labeled; unknown "Label:" prefixes are text, not headers
     assert sentences("Note: small effusion.") == ["Note: small effusion."]
