@@ -249,7 +249,7 @@ def _retired_observation(
 
 def _provenance(report: Report, labels: LabelSet, report_ref: dict, results: list[dict]) -> dict:
     info = labels.labeler
-    recorded = (report.report_time or report.observation_time)
+    recorded = report.report_time or report.observation_time
     return {
         "resourceType": "Provenance",
         "id": report.provenance_id,
