@@ -207,7 +207,12 @@ IMPROVED_UNMENTION_ADD: dict[str, list[str]] = {
         r"(?:prior|previous|old|remote)\s+(?:granulomatous\s+)?infection",
     ],
     # "pleural line" is the sign of a pneumothorax, not a catheter
-    "Support Devices": [r"septal\s+lines", r"kerley\s+(?:b\s+)?lines", r"pleural\s+lines?"],
+    "Support Devices": [
+        r"septal\s+lines",
+        r"kerley\s+(?:b\s+)?lines",
+        # anatomic and artefact lines: "pleural line" is the sign of a pneumothorax, "apical line ... skin fold"
+        r"(?:pleural|apical|fissural|skin|azygo-?esophageal|paraspinal|paratracheal|junction|mach)\s+lines?",
+    ],
     "Pleural Effusion": [r"(?:joint|knee|elbow|shoulder|hip)\s+effusions?"],
 }
 # Structure mentions (see MentionRule.abnormal): which phrases name a structure rather than a finding, and the

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 
 # Section headers. Only the text under a skipped header is ignored; text before any header is labeled.
-_HEADER = re.compile(r"^[ \t]*(?P<name>[A-Za-z][A-Za-z /&]{1,40}?)[ \t]*:", re.MULTILINE)
+# "NAME:" at a line start, or a bare "NAME" alone on its line (some HL7 feeds drop the colon).
+_HEADER = re.compile(r"^[ \t]*(?P<name>[A-Za-z][A-Za-z /&]{1,40}?)[ \t]*(?::|$)", re.MULTILINE)
 # Sections that never hold findings of this exam (guidelines: "the INDICATION is not a finding").
 SKIPPED_SECTIONS: frozenset[str] = frozenset(
     {

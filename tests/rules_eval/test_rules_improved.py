@@ -82,6 +82,7 @@ CASES = [
     ("fissural-thickening", "Interlobar fissural thickening.", "Pleural Other", P, None),
     ("costophrenic-scarring", "Scarring at the left costophrenic angle.", "Pleural Other", P, None),
     ("pleural-line-not-device", "No pleural line to suggest pneumothorax.", "Support Devices", None, N),
+    ("anatomic-line", "The apical line is a skin fold.", "Support Devices", None, P),
     ("uncalcified-nodule", "A 7 mm uncalcified nodule in the lingula.", "Lung Lesion", P, None),
     ("lumpectomy-not-lesion", "Surgical clips compatible with prior lumpectomy.", "Lung Lesion", None, P),
     ("joint-effusion", "No acute fracture, dislocation or joint effusion.", "Pleural Effusion", None, N),

@@ -91,3 +91,9 @@ def test_chexpert_leading_space_phrases_keep_their_meaning() -> None:
     assert "Enlarged Cardiomediastinum" not in label_report("Mediastinum widened.", "chexpert").labels
     assert label_report("Right PICC line  in place.", "chexpert").labels["Support Devices"] is P
     assert "Support Devices" not in label_report("Midline trachea.", "chexpert").labels
+
+
+def test_bare_headings_without_colon() -> None:
+    text = "INDICATION\nRule out pneumonia.\nFINDINGS\nSmall left effusion.\nIMPRESSION\nEffusion."
+    assert sentences(text) == ["Small left effusion.", "Effusion."]
+    assert "Pneumonia" not in label_report(text).labels
