@@ -19,6 +19,9 @@ _CARDIOMEDIASTINAL = r"cardiomediastin|pericardial|mediastin|contour|configurati
 # Prepositions and conjunctions that end the scope of an attributive adjective ("normal heart WITH edema").
 _ADJ_STOP = r"\b(?:with|without|in|at|on|to|from|for|and\s+(?:a|an|the|mild|small|large|moderate))\b|,"
 
+_POST_ADJECTIVES = ("possible", "suspected", "questioned", "less likely", "obscured")
+_IMPROVED_POST_ADJECTIVES = ("likely", "probable", "equivocal")
+
 TERMINATORS = Cue(
     Kind.TERMINATE,
     BOTH,
@@ -215,14 +218,16 @@ CHEXPERT_UNCERTAIN = (
     # "no opacity to suggest pneumonia" is CheXpert's "no NN to suggest X" negation: "suggest" must not cut the
     # scope of the "no" before it.
     Cue(Kind.UNCERTAIN, FWD, ("suggest", "suggests", "suggesting"), interrupts=False),
+    *(
+        # "pneumonia is suspected" / "pneumonia suspected" hedge the noun before them, but in "opacity, possible
+        # pneumonia" the adjective belongs to what follows: without a copula only the adjacent words count.
+        Cue(Kind.UNCERTAIN, BWD, _POST_ADJECTIVES, copula="required"),
+        Cue(Kind.UNCERTAIN, BWD, _POST_ADJECTIVES, window=1, stop=r"[,;:]"),
+    ),
     Cue(
         Kind.UNCERTAIN,
         BWD,
         (
-            "possible",
-            "suspected",
-            "questioned",
-            "less likely",
             "poorly evaluated",
             "incompletely evaluated",
             "not well evaluated",
@@ -231,7 +236,6 @@ CHEXPERT_UNCERTAIN = (
             "not clearly seen",
             "not clearly visualized",
             "not appreciated",
-            "obscured",
             "could appear",
             "may be present",
             "could be present",
@@ -282,7 +286,9 @@ IMPROVED_EXTRA = (
             "representing",
         ),
     ),
-    Cue(Kind.UNCERTAIN, BWD, ("likely", "probable", "can't be excluded", "equivocal"), copula="optional"),
+    Cue(Kind.UNCERTAIN, BWD, _IMPROVED_POST_ADJECTIVES, copula="required"),
+    Cue(Kind.UNCERTAIN, BWD, _IMPROVED_POST_ADJECTIVES, window=1, stop=r"[,;:]"),
+    Cue(Kind.UNCERTAIN, BWD, ("can't be excluded",), copula="optional"),
     # ConText's hypothetical context: conditionals and disclaimers state nothing about the patient.
     Cue(
         Kind.HYPOTHETICAL,

@@ -93,6 +93,8 @@ CASES = [
     # -- cue changes ------------------------------------------------------------------------------------------
     ("history-is-present", "History of right rib fracture.", "Fracture", P, N),
     ("likely", "Likely atelectasis.", "Atelectasis", U, P),
+    ("likely-after", "Right lower lobe consolidation, likely pneumonia.", "Consolidation", P, P),
+    ("likely-copula", "Atelectasis is likely.", "Atelectasis", U, P),
     ("probably", "Probably scarring.", "Lung Opacity", U, P),
     ("suggestive-of", "Findings suggestive of pneumonia.", "Pneumonia", U, P),
     ("upper-limits-of-normal", "The heart is upper limits of normal in size.", "Cardiomegaly", U, N),

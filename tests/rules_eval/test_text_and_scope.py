@@ -59,6 +59,10 @@ def test_evidence_offsets_survive_odd_whitespace_and_case() -> None:
         ("No focal consolidation, pleural effusion, or pneumothorax.", "Pneumothorax", N),
         # pseudo-negation: "no change" is not a negation
         ("No change in the small left pleural effusion.", "Pleural Effusion", P),
+        # a post-posed hedge needs a copula or adjacency: "X, possible Y" leaves X positive
+        ("Right lower lobe opacity, possible pneumonia.", "Lung Opacity", P),
+        ("Pneumonia suspected.", "Pneumonia", U),
+        ("Pneumothorax is possible.", "Pneumothorax", U),
         # separate sentences do not share scope
         ("No pneumothorax. Small effusion.", "Pleural Effusion", P),
     ],
