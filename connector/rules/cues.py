@@ -21,6 +21,11 @@ _ADJ_STOP = r"\b(?:with|without|in|at|on|to|from|for|and\s+(?:a|an|the|mild|smal
 
 _POST_ADJECTIVES = ("possible", "suspected", "questioned", "less likely", "obscured")
 _IMPROVED_POST_ADJECTIVES = ("likely", "probable", "equivocal")
+# ... unless they modify a following verb: in "opacities likely represent atelectasis" the opacities are stated.
+_NOT_ADVERB = (
+    r"(?!\s+(?:represents?|representing|reflects?|reflecting|indicates?|relates?|related|due|secondary|"
+    r"caused|from))"
+)
 
 TERMINATORS = Cue(
     Kind.TERMINATE,
@@ -222,7 +227,7 @@ CHEXPERT_UNCERTAIN = (
         # "pneumonia is suspected" / "pneumonia suspected" hedge the noun before them, but in "opacity, possible
         # pneumonia" the adjective belongs to what follows: without a copula only the adjacent words count.
         Cue(Kind.UNCERTAIN, BWD, _POST_ADJECTIVES, copula="required"),
-        Cue(Kind.UNCERTAIN, BWD, _POST_ADJECTIVES, window=1, stop=r"[,;:]"),
+        Cue(Kind.UNCERTAIN, BWD, tuple(p + _NOT_ADVERB for p in _POST_ADJECTIVES), window=1, stop=r"[,;:]"),
     ),
     Cue(
         Kind.UNCERTAIN,
@@ -287,7 +292,7 @@ IMPROVED_EXTRA = (
         ),
     ),
     Cue(Kind.UNCERTAIN, BWD, _IMPROVED_POST_ADJECTIVES, copula="required"),
-    Cue(Kind.UNCERTAIN, BWD, _IMPROVED_POST_ADJECTIVES, window=1, stop=r"[,;:]"),
+    Cue(Kind.UNCERTAIN, BWD, tuple(p + _NOT_ADVERB for p in _IMPROVED_POST_ADJECTIVES), window=1, stop=r"[,;:]"),
     Cue(Kind.UNCERTAIN, BWD, ("can't be excluded",), copula="optional"),
     # ConText's hypothetical context: conditionals and disclaimers state nothing about the patient.
     Cue(

@@ -269,8 +269,7 @@ IMPROVED_FIXED: tuple[tuple[str, str, Certainty], ...] = (
     (
         "Lung Opacity",
         r"\blungs?(?:\s+(?:fields?|xxxx))?\s+(?:(?:are|is|remain|remains|appear|appears)\s+)?"
-        r"(?:(?:otherwise|now|grossly|essentially|again|both|well[- ]expanded\s+and|hyperexpanded\s+and|"
-        r"hyperinflated\s+and)\s+)*clear(?![a-z])",
+        r"(?:(?:otherwise|now|grossly|essentially|again|both|[a-z-]+\s+(?:and|but))\s+)*clear(?![a-z])",
         Certainty.NEGATIVE,
     ),
     ("Lung Opacity", r"(?<![a-z])clear\s+lungs?(?![a-z])", Certainty.NEGATIVE),

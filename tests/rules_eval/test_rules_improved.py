@@ -95,6 +95,8 @@ CASES = [
     ("likely", "Likely atelectasis.", "Atelectasis", U, P),
     ("likely-after", "Right lower lobe consolidation, likely pneumonia.", "Consolidation", P, P),
     ("likely-copula", "Atelectasis is likely.", "Atelectasis", U, P),
+    ("likely-adverb", "Bibasilar opacities likely represent atelectasis.", "Lung Opacity", P, P),
+    ("lungs-but-clear", "Lungs are hyperinflated but clear.", "Lung Opacity", N, None),
     ("probably", "Probably scarring.", "Lung Opacity", U, P),
     ("suggestive-of", "Findings suggestive of pneumonia.", "Pneumonia", U, P),
     ("upper-limits-of-normal", "The heart is upper limits of normal in size.", "Cardiomegaly", U, N),
