@@ -340,7 +340,7 @@ IMPROVED_EXTRA = (
     Cue(
         Kind.UNCERTAIN,
         BOTH,
-        ("(?:at )?(?:the )?upper limits? of normal", "(?:at )?(?:the )?(?:top|high|upper)[- ]normal(?: limits?)?"),
+        ("upper limits? of normal", "top[- ]normal(?: limits?)?", "high[- ]normal(?: limits?)?", "upper[- ]normal"),
         window=3,
         copula="optional",
     ),

@@ -70,7 +70,7 @@ class Cue:
 
 _COPULA = (
     r"(?:(?:is|are|was|were|appears?|appeared|remains?|remained|seems?|looks?|has been|have been|has|have)"
-    r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all|the|"
+    r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all|the|at|"
     r"xxxx|[a-z]+\s+and))*\s+)"
 )
 # A verb in a gap marks a clause boundary (see module docstring).
@@ -108,14 +108,15 @@ _META = set("()[]{}?*+|\\.^$")
 
 
 def trigger_word(phrase: str) -> str | None:
-    """The first mandatory plain word of a cue phrase, or None when that is not obvious (then always run).
-    Scanning stops at the first token with regex syntax, since later words may sit inside optional groups."""
-    for token in phrase.split(" "):
-        if any(c in _META for c in token):
-            return None
-        if re.fullmatch(r"[a-z0-9']+", token):
-            return token
+    """The phrase's leading plain word when every match must contain it as a whole word, else None (the cue
+    then always runs). A quantifier or group right after it ("limits?", "diagnos[ie]s") makes it unsafe;
+    a lookaround, a space, "/", "-" or a character class for a separator ("top[- ]normal") does not."""
+    match = re.match(r"[a-z0-9']+", phrase)
+    if match is None:
         return None
+    rest = phrase[match.end() :]
+    if not rest or rest[0] in " /-" or rest.startswith(("(?!", "(?=", "[- ]", "[ -]")):
+        return match.group()
     return None
 
 
