@@ -284,8 +284,6 @@ IMPROVED_EXTRA = (
             "suggestive of",
             "equivocal",
             "indeterminate",
-            "can't exclude",
-            "difficult to exclude",
             "question",
             "represents",
             "representing",
@@ -337,8 +335,10 @@ IMPROVED_EXTRA = (
         ),
         copula="optional",
     ),
+    # Pre-negation kind: these phrases contain "normal"/"exclude", which must not turn them into negations.
+    Cue(Kind.PRE_UNCERTAIN, FWD, ("can't exclude", "difficult to exclude", "can not be ruled out")),
     Cue(
-        Kind.UNCERTAIN,
+        Kind.PRE_UNCERTAIN,
         BOTH,
         ("upper limits? of normal", "top[- ]normal(?: limits?)?", "high[- ]normal(?: limits?)?", "upper[- ]normal"),
         window=3,

@@ -100,6 +100,8 @@ CASES = [
     ("probably", "Probably scarring.", "Lung Opacity", U, P),
     ("suggestive-of", "Findings suggestive of pneumonia.", "Pneumonia", U, P),
     ("upper-limits-of-normal", "The heart is upper limits of normal in size.", "Cardiomegaly", U, N),
+    ("upper-limits-no-copula", "Heart size upper limits of normal.", "Cardiomegaly", U, N),
+    ("top-normal", "Heart size top normal.", "Cardiomegaly", U, N),
     ("borderline-after", "Heart size is borderline.", "Cardiomegaly", U, P),
     (
         "differential-list",
@@ -173,3 +175,62 @@ def test_later_cue_interrupts_earlier_scope() -> None:
     # but "or" continues the negated list, and "no X to suggest Y" stays negative
     assert lab("No pneumothorax or pleural effusion.", "Pleural Effusion") is N
     assert lab("No focal opacity to suggest pneumonia.", "Pneumonia") is N
+
+
+# Phrase-list additions of the improved profile, one sentence each.
+ADDED_PHRASES = [
+    ("Pleural-parenchymal scarring at the apex.", "Pleural Other", P),
+    ("No acute osseous injury.", "Fracture", N),
+    ("Old left rib fx.", "Fracture", P),
+    ("Right chest port in place.", "Support Devices", P),
+    ("Cerclage wires in the sternum.", "Support Devices", P),
+    ("Skin staples over the right chest.", "Support Devices", P),
+    ("Loop recorder generator in the left chest.", "Support Devices", P),
+    ("Bone anchor in the right humeral head.", "Support Devices", P),
+    ("Pacemaker leads in the right ventricle.", "Support Devices", P),
+    ("Mild interstitial prominence.", "Lung Opacity", P),
+    ("Right basilar airspace process.", "Lung Opacity", P),
+    ("Right upper lobe lung lesion.", "Lung Lesion", P),
+    ("The mediastinum is not widened.", "Enlarged Cardiomediastinum", N),
+    ("Lungs are free of focal consolidation.", "Consolidation", N),
+    ("Resolving left lower lobe pneumonia.", "Pneumonia", N),
+    ("No radiographic evidence of pneumonia.", "Pneumonia", N),
+    ("Pleural effusion is not present.", "Pleural Effusion", N),
+    ("Pneumothorax is not evident.", "Pneumothorax", N),
+    ("Opacity representing atelectasis.", "Atelectasis", U),
+    ("Question left lower lobe infiltrate.", "Lung Opacity", U),
+    ("Equivocal small left effusion.", "Pleural Effusion", U),
+    ("Indeterminate nodule in the right lung.", "Lung Lesion", U),
+    ("Difficult to exclude a small pneumothorax.", "Pneumothorax", U),
+    ("Can't exclude early pneumonia.", "Pneumonia", U),
+]
+
+
+@pytest.mark.parametrize(("sentence", "observation", "expected"), ADDED_PHRASES)
+def test_added_phrases(sentence: str, observation: str, expected: Certainty) -> None:
+    assert lab(sentence, observation) is expected
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Hypoinflated lungs.",
+        "Mild hypoventilation.",
+        "Aortic ectasia.",
+        "Thoracic spondylosis.",
+        "Bronchiectasis.",
+        "Hyperexpanded lungs.",
+        "Flattened diaphragms.",
+        "Hilar adenopathy.",
+        "Air trapping.",
+        "Pectus excavatum.",
+        "Ascending aortic aneurysm.",
+        "Degenerative arthritis of the shoulder.",
+        "Diffuse demineralization.",
+        "Elevated right hemidiaphragm.",
+        "Unfolded aorta.",
+        "Osteophytes of the spine.",
+    ],
+)
+def test_added_no_finding_blockers(sentence: str) -> None:
+    assert lab(sentence, "No Finding") is None
