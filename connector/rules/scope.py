@@ -7,15 +7,19 @@ boundaries: a backward cue never reaches past a verb (its subject sits right bef
 "the heart is enlarged and the lungs are clear" does not clear the heart), and a forward cue stops at the first
 "," / "and" after a verb ("no effusion is seen, and the heart is enlarged").
 
+A later forward cue of another kind ends an earlier one's forward scope ("no consolidation, possible effusion"),
+except conjunction-like cues ("no pneumothorax or effusion").
+
 Classification follows CheXpert's order: pre-negation uncertainty ("cannot exclude X") -> uncertain, else
-negation -> negative, else post-negation uncertainty -> uncertain, else positive. Pseudo cues ("no change",
-"not only") are matched first and silence any cue they overlap.
+negation -> negative, else post-negation uncertainty -> uncertain, else positive; a hypothetical cue ("if there
+is concern for X") removes the mention altogether. Pseudo cues ("no change", "not only") are matched first and
+silence any cue they overlap.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -209,9 +213,6 @@ class SentenceContext:
         if Kind.UNCERTAIN in kinds:
             return Certainty.UNCERTAIN, all(c.weak for c in governing if c.kind is Kind.UNCERTAIN)
         return Certainty.POSITIVE, False
-
-    def governing(self, start: int, end: int) -> Iterable[CueMatch]:
-        return (m for m in self.cues if self._governs(m, start, end))
 
     def _governs(self, m: CueMatch, start: int, end: int) -> bool:
         compiled = m.cue
