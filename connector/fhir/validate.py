@@ -135,10 +135,8 @@ class _NotJson(Exception):
     pass
 
 
-def _skeleton(node: object, spec: dict | _Leaf, leaves: list[tuple[_Leaf, object]]) -> object:
-    if isinstance(spec, _Leaf):
-        leaves.append((spec, node))
-        return spec.token
+def _skeleton(node: object, spec: dict, leaves: list[tuple[_Leaf, object]]) -> object:
+    """``node`` with the values at the spec's paths replaced by their type's token (collected into ``leaves``)."""
     if type(node) is dict:
         # Only the variable elements are replaced; the rest is shared as it is (serialised with the skeleton).
         copy = None
@@ -146,10 +144,17 @@ def _skeleton(node: object, spec: dict | _Leaf, leaves: list[tuple[_Leaf, object
             if key in node:
                 if copy is None:
                     copy = dict(node)
-                copy[key] = _skeleton(node[key], sub, leaves)
+                if type(sub) is _Leaf:
+                    leaves.append((sub, node[key]))
+                    copy[key] = sub.token
+                else:
+                    copy[key] = _skeleton(node[key], sub, leaves)
         return node if copy is None else copy
     if type(node) is list and "*" in spec:
         item = spec["*"]
+        if type(item) is _Leaf:
+            leaves.extend((item, value) for value in node)
+            return [item.token] * len(node)
         return [_skeleton(value, item, leaves) for value in node]
     return node  # not the expected container: kept as it is, so it is part of the skeleton (full validation judges)
 
