@@ -26,7 +26,7 @@ from hl7apy.parser import parse_message
 from mappings.labels import LabelSet
 from mappings.vocabulary import Certainty
 
-from connector.fhir.bundle import build_bundle, bundle_bytes
+from connector.fhir.bundle import build_bundle, build_bundle_shared, bundle_bytes
 from connector.fhir.validate import validate_bundle
 from connector.pipeline import build_validated_bundle, convert_reports, label_reports, parse_reports
 from connector.rules.labeler import RuleLabeler
@@ -174,15 +174,49 @@ def run(seconds: float, rounds: int) -> tuple[dict[str, list[float]], dict[str, 
     return rates, cpu_rates
 
 
+def stages(repeat: int = 3, count: int = 2000) -> dict[str, float]:
+    """CPU ms per message for each stage of the end-to-end path, over the distinct messages (median of ``repeat``)."""
+    loop = asyncio.new_event_loop()
+    labeler = RuleLabeler()
+    messages = distinct_messages()
+    reports = [parse_reports(raw) for raw in messages]
+    labels = [loop.run_until_complete(label_reports(r, labeler)) for r in reports]
+    shared = [build_bundle_shared(r[0], ls[0]) for r, ls in zip(reports, labels)]
+    work = {
+        "parse_reports": lambda i: parse_reports(messages[i]),
+        "rule labeler (label_reports, one event-loop run)": lambda i: loop.run_until_complete(
+            label_reports(reports[i], labeler)
+        ),
+        "FHIR build (build_bundle_shared)": lambda i: build_bundle_shared(reports[i][0], labels[i][0]),  # type: ignore[arg-type]
+        "FHIR hot-path validation": lambda i: validate_bundle(shared[i]),
+        "canonical JSON (bundle_bytes)": lambda i: bundle_bytes(shared[i]),
+        "convert_reports (build + validate + JSON + Converted)": lambda i: convert_reports(reports[i], labels[i]),  # type: ignore[arg-type]
+    }
+    out: dict[str, list[float]] = {name: [] for name in work}
+    for _ in range(repeat):
+        for name, fn in work.items():
+            start = time.process_time()
+            for i in range(count):
+                fn(i % len(messages))
+            out[name].append((time.process_time() - start) * 1000 / count)
+    loop.close()
+    return {name: round(statistics.median(v), 3) for name, v in out.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=2.0, help="per variant per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this core (default: the last one)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--stages", action="store_true", help="print CPU ms per stage instead")
     args = parser.parse_args()
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
+    if args.stages:
+        for name, ms in stages().items():
+            print(f"{name:56s} {ms:.3f} ms")
+        return
     load_before = os.getloadavg()
     rates, cpu_rates = run(args.seconds, args.rounds)
     load_after = os.getloadavg()
