@@ -204,3 +204,16 @@ def test_skeleton_validation_agrees_with_full_validation_at_every_variable_path(
         invalid += full == "invalid"
     assert compared >= 400
     assert invalid >= 200  # the bad values do fail: the comparison is not between two accepting validators
+
+
+def test_values_orjson_writes_alike_do_not_share_a_cached_skeleton():
+    """orjson writes None and NaN both as null: a skeleton validated with None must not vouch for NaN."""
+    report = parse_reports((FIXTURES / "v23_tx_mllp.hl7").read_bytes())[0]
+    fast = BundleValidator()
+    bundle = build_bundle(report, LabelSet(labels={}, labeler=INFO))
+    bundle["entry"][0]["resource"]["active"] = None  # absent: valid
+    fast.validate(bundle)
+    fast.validate(bundle)
+    bundle["entry"][0]["resource"]["active"] = float("nan")
+    assert _verdict(lambda: BundleValidator().validate(bundle, full=True)) == "invalid"
+    assert _verdict(lambda: fast.validate(bundle)) == "invalid"
