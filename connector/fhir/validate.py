@@ -211,7 +211,10 @@ class BundleValidator:
         try:
             skeleton = [
                 _skeleton(envelope, _SPECS["Bundle"], leaves),
-                [_skeleton({k: v for k, v in e.items() if k != "resource"}, _SPECS["BundleEntry"], leaves) for e in entries],
+                [
+                    _skeleton({k: v for k, v in e.items() if k != "resource"}, _SPECS["BundleEntry"], leaves)
+                    for e in entries
+                ],
             ]
             key = b"Envelope\x00" + _dumps(skeleton)
         except (TypeError, _NotJson):

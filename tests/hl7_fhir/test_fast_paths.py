@@ -56,7 +56,8 @@ def test_projected_parse_extracts_what_a_whole_message_parse_does(monkeypatch):
     monkeypatch.setattr(parse_module, "_hl7_parse", hl7.parse)
     reference = [_outcome(raw) for raw in messages]
     assert len(messages) >= 25
-    assert sum(isinstance(o, list) for o in fast) >= 15  # converted ones are compared field by field, not only rejections
+    # converted messages are compared field by field, not only rejections
+    assert sum(isinstance(o, list) for o in fast) >= 15
     assert fast == reference
 
 
@@ -87,7 +88,10 @@ def _bundles() -> list[dict]:
     label_sets = [
         LabelSet(labels={}, labeler=INFO),
         LabelSet(labels={"No Finding": P}, labeler=INFO, fallback=True),
-        LabelSet(labels={name: (U if i % 2 else N) for i, name in enumerate(OBSERVATIONS) if name != "No Finding"}, labeler=INFO),
+        LabelSet(
+            labels={name: (U if i % 2 else N) for i, name in enumerate(OBSERVATIONS) if name != "No Finding"},
+            labeler=INFO,
+        ),
     ]
     bundles = []
     for raw in _messages(include_shared=False):
