@@ -33,6 +33,8 @@ class KafkaSettings(BaseModel):
     max_record_bytes: int = 1_048_576
     # What to do with well-formed messages that are not ORU^R01 radiology results.
     non_oru: Literal["skip", "dead-letter"] = "dead-letter"
+    # Consumer group liveness: a crashed member's partitions move after this long.
+    session_timeout_ms: int = 10_000
 
 
 class LabelerSettings(BaseModel):
