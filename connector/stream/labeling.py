@@ -21,7 +21,9 @@ from connector.stream.metrics import Metrics
 log = get_logger(__name__)
 
 
-class BatchLabeler:
+class BatchLabeler(Labeler):
+    """A Labeler decorator: the connector hands it whole poll batches."""
+
     def __init__(self, labeler: Labeler, metrics: Metrics, *, max_batch: int = 16, max_concurrency: int = 4,
                  max_retries: int = 4, backoff_s: float = 0.2, backoff_max_s: float = 5.0,
                  fallback: Labeler | None = None) -> None:
@@ -32,9 +34,17 @@ class BatchLabeler:
         self.max_retries = max(0, max_retries)
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
+        self.info = labeler.info
         self._slots = asyncio.Semaphore(max(1, max_concurrency))
 
-    async def label(self, texts: Sequence[str]) -> list[LabelSet | LabelerError]:
+    async def label_batch(self, reports: Sequence[str]) -> list[LabelSet]:
+        out = await self.label_batch_detailed(reports)
+        for item in out:
+            if isinstance(item, LabelerError):
+                raise item
+        return out  # type: ignore[return-value]
+
+    async def label_batch_detailed(self, texts: Sequence[str]) -> list[LabelSet | LabelerError]:
         chunks = [list(texts[i:i + self.max_batch]) for i in range(0, len(texts), self.max_batch)]
         results = await asyncio.gather(*(self._chunk(chunk) for chunk in chunks))
         return [item for chunk_result in results for item in chunk_result]

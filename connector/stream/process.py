@@ -25,7 +25,7 @@ CONTENT_TYPE_FHIR = b"application/fhir+json"
 
 # MessageRejected reason codes that mean "a well-formed message that is simply not for us" (KafkaSettings.non_oru
 # decides between skipping and dead-lettering them). Everything else the parser rejects is a dead letter.
-NOT_FOR_US = frozenset({"not-oru", "not-radiology", "non-oru", "non-radiology", "unsupported-message-type"})
+NOT_FOR_US = frozenset({"not-oru"})
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def parse_record(record: InputRecord, settings: KafkaSettings) -> list[pipeline.
     except pipeline.MessageRejected as exc:
         if exc.reason in NOT_FOR_US and settings.non_oru == "skip":
             return Outcome(record, skipped=exc.reason)
-        return Outcome(record, dead_letter=_reject(record, exc.reason, str(exc.detail or "")))
+        return Outcome(record, dead_letter=_reject(record, exc.reason, exc.detail))
     except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the stream; the raw bytes are kept
         return Outcome(record, dead_letter=_reject(record, dlq.CONVERSION_ERROR, f"parse: {type(exc).__name__}"))
     if not reports:
@@ -118,17 +118,15 @@ def build_outputs(record: InputRecord, reports: Sequence[pipeline.Report],
     for result in results:
         if isinstance(result, LabelerError):
             return Outcome(record, dead_letter=_reject(record, _label_error_reason(result), type(result).__name__))
-    outcome = Outcome(record)
     try:
-        for report, labels in zip(reports, results, strict=True):
-            assert isinstance(labels, LabelSet)
-            bundle_id = pipeline.bundle_id(report)
-            value = pipeline.bundle_bytes(pipeline.build_bundle(report, labels))
-            outcome.outputs.append(OutputRecord(key=str(report.accession).encode(), value=value,
-                                                headers=output_headers(record, report, labels, bundle_id)))
-            outcome.labels.append(labels)
+        converted = pipeline.convert_reports(list(reports), list(results))  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - as in parse_record: keep the bytes, keep the stream moving
         return Outcome(record, dead_letter=_reject(record, dlq.CONVERSION_ERROR, f"fhir: {type(exc).__name__}"))
+    outcome = Outcome(record)
+    for report, item in zip(reports, converted, strict=True):
+        outcome.outputs.append(OutputRecord(key=item.key.encode(), value=item.bundle,
+                                            headers=output_headers(record, report, item.labels, item.bundle_id)))
+        outcome.labels.append(item.labels)
     return outcome
 
 
@@ -136,8 +134,10 @@ async def process_batch(records: Sequence[InputRecord], labeler: BatchLabeler,
                         settings: KafkaSettings) -> list[Outcome]:
     """Outcomes in input order. Raises LabelerUnavailable (nothing published) when the labeler is down."""
     parsed = [parse_record(record, settings) for record in records]
-    texts = [report.text for item in parsed if not isinstance(item, Outcome) for report in item]
-    results = await labeler.label(texts) if texts else []
+    reports = [report for item in parsed if not isinstance(item, Outcome) for report in item]
+    # One labeler pass over every report of the batch (the offline pipeline's own rules, e.g. cancelled
+    # reports are not sent to the labeler).
+    results = await pipeline.label_reports(reports, labeler) if reports else []
     outcomes: list[Outcome] = []
     cursor = 0
     for record, item in zip(records, parsed, strict=True):

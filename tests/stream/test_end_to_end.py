@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 
-from connector import pipeline
 from connector.rules.labeler import RuleLabeler
 from connector.settings import KafkaSettings, Settings
 from connector.stream.app import StreamApp
 from connector.stream.synthetic import accession, oru_message
 
+from .connector_proc import REPO
 from .kafka_io import committed, end_offsets, publish, read_all
 
 N = 60
 
 
-async def offline(raw: bytes) -> bytes:
-    async with RuleLabeler() as labeler:
-        converted = await pipeline.convert_message(raw, labeler)
-    assert len(converted) == 1
-    return converted[0].bundle
+def radlabel_convert(values: list[bytes], tmp_path: Path) -> dict[str, bytes]:
+    """Run the offline CLI (`radlabel convert`) on the same messages: bundle id -> bytes."""
+    source = tmp_path / "messages.hl7"
+    source.write_bytes(b"".join(b"\x0b" + v.strip(b"\x0b\x1c\r") + b"\r\x1c\r" for v in values))
+    out = tmp_path / "convert-out"
+    subprocess.run([sys.executable, "-m", "connector.cli", "convert", str(source), "--out", str(out)],
+                   check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True)
+    return {p.stem: p.read_bytes() for p in out.glob("*.json")}
 
 
-async def test_n_in_n_out_byte_identical_and_committed(kafka: KafkaSettings) -> None:
+async def test_n_in_n_out_byte_identical_and_committed(kafka: KafkaSettings, tmp_path: Path) -> None:
     # Every third message MLLP-framed: framing is tolerated on the input topic.
     values = [oru_message(i, mllp=(i % 3 == 0)) for i in range(N)]
     sent = await publish(kafka.bootstrap_servers, kafka.input_topic, values)
@@ -34,13 +41,15 @@ async def test_n_in_n_out_byte_identical_and_committed(kafka: KafkaSettings) -> 
     try:
         out = await read_all(kafka.bootstrap_servers, [kafka.output_topic], until=lambda r: len(r) >= N)
         assert len(out) == N
+        offline = radlabel_convert(values, tmp_path)
+        assert len(offline) == N
         by_source = {r.source: r for r in out}
         assert len(by_source) == N, "each input record yields exactly one output here"
         for s in sent:
             record = by_source[(s.partition, s.offset)]
             i = values.index(s.value)
-            assert record.key == accession(i).encode()
-            assert record.value == await offline(s.value), f"message {i} differs from the offline pipeline"
+            assert record.key == f"SYNHOSP|{accession(i)}".encode()
+            assert record.value == offline[record.headers["bundle-id"]], f"message {i} differs from radlabel convert"
             assert record.headers["content-type"] == "application/fhir+json"
             assert record.headers["hl7-message-control-id"] == f"CTL{i:010d}"
             assert record.headers["source-topic"] == kafka.input_topic

@@ -76,7 +76,7 @@ async def test_poison_to_dead_letter_stream_keeps_flowing(kafka: KafkaSettings) 
 
     outputs = [r for r in records if r.topic == kafka.output_topic]
     dead = [r for r in records if r.topic == kafka.dead_letter_topic]
-    assert sorted(r.key for r in outputs) == sorted(accession(i).encode() for i in range(20))
+    assert sorted(r.key for r in outputs) == sorted(f"SYNHOSP|{accession(i)}".encode() for i in range(20))
     assert len(dead) == len(poison)
     by_value = {s.value: s for s in sent}
     reasons = {}
