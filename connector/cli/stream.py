@@ -93,19 +93,18 @@ def register(app: typer.Typer) -> None:
         """Start a local Kafka-protocol broker (Tansu, memory only) for development; Ctrl-C stops it."""
         from connector.stream.broker import LocalBroker, create_topics
 
-        with LocalBroker(port=port or None) as local:
+        async def serve(local: LocalBroker) -> None:
+            stop = asyncio.Event()
+            _install_signal_handlers(stop.set)  # before announcing, so an early Ctrl-C is handled too
             if topics:
-                asyncio.run(create_topics(local.bootstrap_servers,
-                                          {t.strip(): partitions for t in topics.split(",") if t.strip()}))
+                await create_topics(local.bootstrap_servers,
+                                    {t.strip(): partitions for t in topics.split(",") if t.strip()})
             typer.echo(f"broker listening on {local.bootstrap_servers} (pid {local.pid}); Ctrl-C to stop")
             typer.echo(f"  radlabel run --bootstrap-servers {local.bootstrap_servers}")
+            await stop.wait()
 
-            async def wait() -> None:
-                event = asyncio.Event()
-                _install_signal_handlers(event.set)
-                await event.wait()
-
-            asyncio.run(wait())
+        with LocalBroker(port=port or None) as local:
+            asyncio.run(serve(local))
         typer.echo("broker stopped")
 
     @app.command()
@@ -119,6 +118,6 @@ def register(app: typer.Typer) -> None:
         from connector.logging import configure_logging
         from connector.stream.demo import run_demo
 
-        configure_logging("WARNING", json=True)
+        configure_logging("ERROR", json=True)  # the table is the output
         code = asyncio.run(run_demo(out_dir, samples, timeout_s, echo=typer.echo))
         raise typer.Exit(code)

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,35 +31,25 @@ def sample_messages(directory: Path | None = None) -> list[tuple[str, bytes]]:
     return [(f.name, message) for f in files for message in pipeline.split_messages(f.read_bytes())]
 
 
-def _walk(node: Any) -> Iterator[dict]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
 def summarize_bundle(bundle: dict) -> tuple[str, list[str]]:
-    """(report status, ["Cardiomegaly+", ...]) read from a Bundle without assuming more than FHIR + our codes."""
+    """(report status, ["Cardiomegaly+", ...]) from a Bundle: DiagnosticReport.status, and for each live
+    Observation its local CheXpert code and the presence qualifier in valueCodeableConcept. Retired
+    (entered-in-error) Observations are blanks and are not shown."""
     status = "?"
     findings: list[str] = []
     for entry in bundle.get("entry", []):
         resource = entry.get("resource", {})
-        if resource.get("resourceType") == "DiagnosticReport":
+        kind = resource.get("resourceType")
+        if kind == "DiagnosticReport":
             status = resource.get("status", status)
-        if resource.get("resourceType") != "Observation":
+        if kind != "Observation" or resource.get("status") == "entered-in-error":
             continue
-        name = None
-        mark = ""
-        for coding in _walk(resource):
-            if coding.get("system") == LOCAL_SYSTEM:
-                name = coding.get("display") or coding.get("code")
-            elif coding.get("code") in _CERTAINTY_MARK and "system" in coding:
-                mark = _CERTAINTY_MARK[coding["code"]]
-        if name:
-            findings.append(f"{name}{mark}")
+        names = [c.get("display") or c.get("code") for c in resource.get("code", {}).get("coding", [])
+                 if c.get("system") == LOCAL_SYSTEM]
+        marks = [_CERTAINTY_MARK[c.get("code")] for c in resource.get("valueCodeableConcept", {}).get("coding", [])
+                 if c.get("code") in _CERTAINTY_MARK]
+        if names and marks:
+            findings.append(f"{names[0]}{marks[0]}")
     return status, findings
 
 
@@ -90,13 +80,13 @@ async def run_demo(out_dir: Path, samples_dir: Path | None, timeout_s: float,
         reader = AIOKafkaConsumer(kafka.output_topic, kafka.dead_letter_topic,
                                   bootstrap_servers=broker.bootstrap_servers, auto_offset_reset="earliest",
                                   enable_auto_commit=False)
-        rows: list[tuple[str, str, str, str]] = []
+        rows: list[tuple[int, str, str, str, str]] = []
         try:
             await producer.start()
-            sent: dict[tuple[int, int], str] = {}
-            for name, raw in messages:
+            sent: dict[tuple[int, int], tuple[int, str]] = {}
+            for index, (name, raw) in enumerate(messages):
                 meta = await producer.send_and_wait(kafka.input_topic, raw)
-                sent[(meta.partition, meta.offset)] = name
+                sent[(meta.partition, meta.offset)] = (index, name)
             echo(f"published {len(sent)} sample messages; connector labeling with the rule labeler ...")
             await reader.start()
             seen: set[tuple[int, int]] = set()
@@ -112,11 +102,11 @@ async def run_demo(out_dir: Path, samples_dir: Path | None, timeout_s: float,
                             path = out_dir / f"{headers['bundle-id']}.json"
                             path.write_bytes(rec.value)
                             status, findings = summarize_bundle(json.loads(rec.value))
-                            rows.append(((rec.key or b"").decode(), status, " ".join(findings) or "(none)",
-                                         str(path)))
+                            rows.append((sent[coords][0], (rec.key or b"").decode(), status,
+                                         " ".join(findings) or "(none)", str(path)))
                         else:
-                            rows.append(("-", f"dead-letter: {headers.get('dlq-reason')}", sent.get(coords, ""),
-                                         "-"))
+                            rows.append((sent[coords][0], "-", f"dead-letter: {headers.get('dlq-reason')}",
+                                         sent[coords][1], "-"))
             missing = len(set(sent) - seen)
         finally:
             await reader.stop()
@@ -134,10 +124,12 @@ async def run_demo(out_dir: Path, samples_dir: Path | None, timeout_s: float,
     return 0
 
 
-def _print_table(rows: list[tuple[str, str, str, str]], echo: Callable[[str], None]) -> None:
+def _print_table(rows: list[tuple[int, str, str, str, str]], echo: Callable[[str], None]) -> None:
+    # Grouped by accession, in publish order within one (a preliminary report before its correction).
+    rows_ = [row[1:] for row in sorted(rows, key=lambda r: (r[1] == "-", r[1], r[0]))]
     header = ("accession", "status", "findings", "FHIR JSON")
-    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in range(3)]
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows_)) if rows_ else len(header[i]) for i in range(3)]
     fmt = f"{{:<{widths[0]}}}  {{:<{widths[1]}}}  {{:<{widths[2]}}}  {{}}"
     echo(fmt.format(*header))
-    for row in sorted(rows):
+    for row in rows_:
         echo(fmt.format(*row))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
+
+from connector.logging import configure_logging
 
 from connector.settings import KafkaSettings
 from connector.stream.broker import BrokerNotFound, LocalBroker, create_topics
@@ -38,3 +42,13 @@ async def kafka(broker: LocalBroker) -> KafkaSettings:
     await create_topics(broker.bootstrap_servers,
                         {settings.input_topic: 3, settings.output_topic: 3, settings.dead_letter_topic: 1})
     return settings
+
+
+@pytest.fixture
+def log_capture() -> Iterator[io.StringIO]:
+    """The connector's structlog JSON lines, as configured in production, written to a buffer."""
+    buffer = io.StringIO()
+    configure_logging("DEBUG", json=True)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=buffer))
+    yield buffer
+    structlog.reset_defaults()

@@ -14,7 +14,7 @@ from connector.stream.synthetic import oru_message
 
 from .connector_proc import kill, start_connector
 from .kafka_io import Tail, committed, end_offsets, publish
-from .test_poison import assert_no_phi
+from .phi import assert_no_phi
 
 N = 2000
 KILLS = 3
