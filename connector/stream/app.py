@@ -84,7 +84,7 @@ class StreamApp:
             group_id=self.kafka.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
             max_partition_fetch_bytes=max(1_048_576, self.kafka.max_record_bytes * 2),
             fetch_max_bytes=max(52_428_800, self.kafka.max_record_bytes * 4),
-            session_timeout_ms=self.kafka.session_timeout_ms,
+            session_timeout_ms=self.kafka.session_timeout_ms, fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
             heartbeat_interval_ms=max(100, self.kafka.session_timeout_ms // 3),
             **common,
         )
