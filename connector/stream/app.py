@@ -79,12 +79,15 @@ class StreamApp:
         self._batch_lock = asyncio.Lock()
         self._revoked: set[TopicPartition] = set()
         self._committed: dict[TopicPartition, int] = {}
+        self._last_poll = time.monotonic()
+        self.max_poll_interval_s = 300.0
         common = client_kwargs(self.kafka)
         self.consumer = AIOKafkaConsumer(
             group_id=self.kafka.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
             max_partition_fetch_bytes=max(1_048_576, self.kafka.max_record_bytes * 2),
             fetch_max_bytes=max(52_428_800, self.kafka.max_record_bytes * 4),
             session_timeout_ms=self.kafka.session_timeout_ms, fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
+            max_poll_interval_ms=int(self.max_poll_interval_s * 1000),
             heartbeat_interval_ms=max(100, self.kafka.session_timeout_ms // 3),
             **common,
         )
@@ -97,6 +100,9 @@ class StreamApp:
     async def live(self) -> tuple[bool, str]:
         if self.failed is not None:
             return False, f"failed: {type(self.failed).__name__}"
+        # A loop that has not polled for longer than the group tolerates is stuck (the group dropped it).
+        if self.started and time.monotonic() - self._last_poll > self.max_poll_interval_s:
+            return False, "stalled: no poll within max_poll_interval"
         return True, "ok"
 
     async def ready(self) -> tuple[bool, str]:
@@ -141,6 +147,7 @@ class StreamApp:
     async def _loop(self) -> None:
         while not self.stop_event.is_set():
             batch = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.kafka.max_batch)
+            self._last_poll = time.monotonic()
             records = [r for tp in sorted(batch, key=lambda t: (t.topic, t.partition)) for r in batch[tp]]
             if records:
                 self.metrics.consumed.inc(len(records))
@@ -192,6 +199,7 @@ class StreamApp:
         while not self.stop_event.is_set() and time.monotonic() < deadline:
             self.consumer.pause(*self.consumer.assignment())
             stray = await self.consumer.getmany(timeout_ms=int(min(200, 1000 * (deadline - time.monotonic())) + 1))
+            self._last_poll = time.monotonic()
             for tp, recs in stray.items():
                 # Fetched just before a pause took effect: rewind so they are read again after the outage.
                 if recs:

@@ -4,6 +4,7 @@ fallback, the rule labeler's labels are published flagged as fallback."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 from connector.rules.labeler import RuleLabeler
 from connector.settings import KafkaSettings, LabelerSettings, Settings
@@ -87,6 +88,10 @@ async def test_explicit_fallback_is_flagged(kafka: KafkaSettings) -> None:
             assert service.failed_requests >= 2  # the model was tried (and retried) first
             assert all(r.headers["fallback"] == "true" and r.headers["labeler"] == rules.info.name
                        for r in tail.records)
+            for record in tail.records:  # the FHIR output itself says so (Observation.method)
+                methods = [e["resource"]["method"]["text"] for e in json.loads(record.value)["entry"]
+                           if e["resource"]["resourceType"] == "Observation"]
+                assert methods and all(m.endswith("[fallback]") for m in methods)
             assert app.metrics.fallback._value.get() == 10
             assert app.metrics.labeled.labels(rules.info.name, "true")._value.get() == 10
         finally:
