@@ -19,7 +19,7 @@ import typer
 from mappings.labels import Labeler, LabelerError
 
 from connector.cli.label import ApiOpt, ConfigOpt, EndpointOpt, LabelerOpt, ModelOpt, labeler_settings, make_labeler
-from connector.pipeline import MessageRejected, convert_reports, label_reports, parse_reports, split_messages
+from connector.pipeline import InvalidResource, MessageRejected, convert_reports, label_reports, parse_reports, split_messages
 
 BATCH_REPORTS = 32
 
@@ -63,7 +63,13 @@ async def convert_files(files: list[Path], out: Path, labeler: Labeler) -> tuple
             if failure is not None:
                 dead.write("label-failed", f"labeler answered {type(failure).__name__}", source, raw)
                 continue
-            for item in convert_reports(message_reports, labels):  # type: ignore[arg-type]
+            try:
+                converted = convert_reports(message_reports, labels)  # type: ignore[arg-type]
+            except InvalidResource as exc:
+                # A mapping bug, not bad input: keep the message and say so loudly.
+                dead.write("invalid-fhir", str(exc), source, raw)
+                continue
+            for item in converted:
                 (out / f"{item.bundle_id}.json").write_bytes(item.bundle)
                 bundles += 1
             converted_messages += 1

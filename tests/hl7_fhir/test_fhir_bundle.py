@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import pytest
+
+from mappings.labels import LabelerInfo, LabelSet
+from mappings.terminology import LOCAL_SYSTEM, SNOMED_SYSTEM
+from mappings.vocabulary import OBSERVATIONS
+
+from connector.fhir.validate import InvalidResource, validate_bundle
+from connector.pipeline import build_bundle, build_validated_bundle, bundle_bytes, parse_reports, split_messages
+
+from tests.hl7_fhir.conftest import GOLDEN, N, P, U, fixture_bytes
+
+INFO = LabelerInfo(name="rules", version="1.0.0")
+
+# (fixture, labels) pairs with golden bundles. Labels are fixed here: the mapping is a pure function of both.
+GOLDEN_CASES = {
+    "v23_tx_mllp": {"Lung Opacity": P, "Pneumonia": P, "Pleural Effusion": N, "Cardiomegaly": N},
+    "v251_ft_escapes_crlf_bom": {"No Finding": P, "Pneumothorax": N},
+    "corrected_2_corrected": {"Atelectasis": P, "Pleural Effusion": N},
+}
+
+
+def report_of(name: str, index: int = 0):
+    return parse_reports(split_messages(fixture_bytes(name + ".hl7" if "." not in name else name))[0])[index]
+
+
+def entries_by_type(bundle: dict, resource_type: str) -> list[dict]:
+    return [e for e in bundle["entry"] if e["resource"]["resourceType"] == resource_type]
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
+def test_golden_bundles(name):
+    bundle = json.loads(build_validated_bundle(report_of(name), LabelSet(labels=GOLDEN_CASES[name], labeler=INFO)))
+    path = GOLDEN / f"{name}.json"
+    if os.environ.get("RADLABEL_UPDATE_GOLDEN") == "1":
+        path.write_text(json.dumps(bundle, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert bundle == json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_same_message_gives_byte_identical_bundles_across_framings():
+    raw = fixture_bytes("v23_tx_mllp.hl7")
+    labels = LabelSet(labels=GOLDEN_CASES["v23_tx_mllp"], labeler=INFO)
+    outputs = {
+        build_validated_bundle(parse_reports(variant)[0], labels)
+        for variant in (raw, raw[1:-2], raw[1:-2].replace(b"\r", b"\n"), b"\xef\xbb\xbf" + raw[1:-2])
+    }
+    assert len(outputs) == 1
+    assert bundle_bytes(json.loads(outputs.pop())) == build_validated_bundle(report_of("v23_tx_mllp"), labels)
+
+
+def test_bundle_shape_and_codes():
+    report = report_of("v23_tx_mllp")
+    labels = LabelSet(labels={"Pneumonia": P, "Pleural Effusion": N, "Lung Lesion": U}, labeler=INFO)
+    bundle = build_bundle(report, labels)
+    validate_bundle(bundle)
+    assert bundle["type"] == "transaction"
+    assert all(e["request"]["method"] == "PUT" for e in bundle["entry"])
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == (
+        ["Patient", "DiagnosticReport"] + ["Observation"] * 14 + ["Provenance"]
+    )
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        assert entry["request"]["url"] == f"{resource['resourceType']}/{resource['id']}"
+
+    (dr,) = [e["resource"] for e in entries_by_type(bundle, "DiagnosticReport")]
+    assert dr["status"] == "final"
+    assert dr["conclusion"] == "Right lower lobe pneumonia."
+    assert base64.b64decode(dr["presentedForm"][0]["data"]).decode() == report.text
+    assert dr["identifier"][0]["value"] == "ACC20001"
+    assert dr["subject"]["reference"] == f"Patient/{report.patient_id}"
+
+    observations = {e["resource"]["code"]["text"]: e["resource"] for e in entries_by_type(bundle, "Observation")}
+    assert list(observations) == list(OBSERVATIONS)
+    live = {name: obs for name, obs in observations.items() if obs["status"] != "entered-in-error"}
+    assert set(live) == {"Pneumonia", "Pleural Effusion", "Lung Lesion"}
+    assert sorted(r["reference"] for r in dr["result"]) == sorted(f"Observation/{o['id']}" for o in live.values())
+    qualifier = {name: obs["valueCodeableConcept"]["coding"][0]["code"] for name, obs in live.items()}
+    assert qualifier == {"Pneumonia": "52101004", "Pleural Effusion": "2667000", "Lung Lesion": "82334004"}
+    pneumonia = live["Pneumonia"]["code"]["coding"]
+    assert {(c["system"], c["code"]) for c in pneumonia} == {(SNOMED_SYSTEM, "233604007"), (LOCAL_SYSTEM, "pneumonia")}
+    # no SNOMED concept for Lung Lesion: the local CheXpert code carries it alone
+    assert [c["system"] for c in live["Lung Lesion"]["code"]["coding"]] == [LOCAL_SYSTEM]
+    for obs in live.values():
+        assert obs["status"] == "final"
+        assert obs["derivedFrom"] == [{"reference": f"DiagnosticReport/{dr['id']}"}]
+        assert obs["method"]["text"] == "radlabel rules labeler 1.0.0"
+        assert obs["category"][0]["coding"][0]["code"] == "imaging"
+    for name, obs in observations.items():
+        if name not in live:
+            assert "valueCodeableConcept" not in obs
+
+    (prov,) = [e["resource"] for e in entries_by_type(bundle, "Provenance")]
+    assert "1.0.0" in prov["agent"][0]["who"]["display"]
+    assert {t["reference"] for t in prov["target"]} == {f"DiagnosticReport/{dr['id']}"} | {
+        f"Observation/{o['id']}" for o in live.values()
+    }
+
+
+def test_fallback_and_model_are_named_in_the_method():
+    labels = LabelSet(
+        labels={"Edema": P}, labeler=LabelerInfo(name="llm", version="2", model="smollm2-ft"), fallback=True
+    )
+    bundle = build_bundle(report_of("v23_tx_mllp"), labels)
+    (edema,) = [e["resource"] for e in entries_by_type(bundle, "Observation") if e["resource"]["code"]["text"] == "Edema"]
+    assert edema["method"]["text"] == "radlabel llm labeler 2 (model smollm2-ft) [fallback]"
+
+
+def test_cancelled_report_retires_every_finding():
+    report = report_of("corrected_3_cancelled")
+    bundle = build_bundle(report, LabelSet(labels={"Pleural Effusion": P}, labeler=INFO))
+    validate_bundle(bundle)
+    (dr,) = [e["resource"] for e in entries_by_type(bundle, "DiagnosticReport")]
+    assert dr["status"] == "cancelled"
+    assert "result" not in dr and "presentedForm" not in dr
+    assert {e["resource"]["status"] for e in entries_by_type(bundle, "Observation")} == {"entered-in-error"}
+
+
+def test_status_maps_onto_report_and_observations():
+    for name, expected in (("corrected_1_prelim", "preliminary"), ("corrected_2_corrected", "corrected")):
+        bundle = build_bundle(report_of(name), LabelSet(labels={"Atelectasis": P}, labeler=INFO))
+        statuses = {
+            e["resource"]["status"]
+            for e in bundle["entry"]
+            if e["resource"]["resourceType"] in ("DiagnosticReport", "Observation")
+            and e["resource"]["status"] != "entered-in-error"
+        }
+        assert statuses == {expected}
+
+
+def test_validation_catches_an_invalid_resource():
+    bundle = build_bundle(report_of("v23_tx_mllp"), LabelSet(labels={"Edema": P}, labeler=INFO))
+    # fhir.resources checks structure, cardinality and primitive formats (not value-set membership)
+    entries_by_type(bundle, "Observation")[0]["resource"]["effectiveDateTime"] = "yesterday"
+    with pytest.raises(InvalidResource) as info:
+        validate_bundle(bundle)
+    assert "Observation" in str(info.value)
+    bundle = build_bundle(report_of("v23_tx_mllp"), LabelSet(labels={"Edema": P}, labeler=INFO))
+    entries_by_type(bundle, "Patient")[0]["resource"]["birthDate"] = "01/02/1960"
+    with pytest.raises(InvalidResource):
+        validate_bundle(bundle)
+    bundle = build_bundle(report_of("v23_tx_mllp"), LabelSet(labels={"Edema": P}, labeler=INFO))
+    bundle["entry"][0]["request"]["method"] = "PUTT"
+    with pytest.raises(InvalidResource):
+        validate_bundle(bundle)
+    bundle = build_bundle(report_of("v23_tx_mllp"), LabelSet(labels={"Edema": P}, labeler=INFO))
+    entries_by_type(bundle, "DiagnosticReport")[0]["resource"].pop("code")  # required element
+    with pytest.raises(InvalidResource):
+        validate_bundle(bundle)
+
+
+def test_validation_error_does_not_quote_values():
+    bundle = build_bundle(report_of("v23_tx_mllp"), LabelSet(labels={}, labeler=INFO))
+    entries_by_type(bundle, "Patient")[0]["resource"]["birthDate"] = "PEMBERTON-1960"
+    with pytest.raises(InvalidResource) as info:
+        validate_bundle(bundle)
+    assert "PEMBERTON" not in str(info.value)
+
+
+def test_fast_and_full_validation_agree_on_every_sample_and_fixture():
+    from connector.fhir.validate import BundleValidator
+    from tests.hl7_fhir.conftest import FIXTURES, SAMPLES
+
+    fast = BundleValidator()
+    labels = [
+        LabelSet(labels={}, labeler=INFO),
+        LabelSet(labels={"No Finding": P}, labeler=INFO),
+        LabelSet(labels={name: (U if i % 2 else N) for i, name in enumerate(OBSERVATIONS) if name != "No Finding"}, labeler=INFO),
+    ]
+    checked = 0
+    for path in sorted(SAMPLES.glob("*.hl7")) + sorted(FIXTURES.glob("*.hl7")):
+        for raw in split_messages(path.read_bytes()):
+            try:
+                reports = parse_reports(raw)
+            except Exception:
+                continue
+            for report in reports:
+                for label_set in labels:
+                    bundle = build_bundle(report, label_set)
+                    validate_bundle(bundle, full=True)
+                    fast.validate(bundle)
+                    fast.validate(bundle)  # the second pass hits the shape cache
+                    checked += 1
+                    # a broken generated element is still caught once shapes are cached
+                    broken = json.loads(bundle_bytes(bundle))
+                    entries_by_type(broken, "Observation")[3]["resource"]["issued"] = "2024-13-45T99:00:00Z"
+                    with pytest.raises(InvalidResource):
+                        fast.validate(broken)
+    assert checked >= 60
