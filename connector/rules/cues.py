@@ -17,7 +17,7 @@ FWD, BWD, BOTH = Direction.FORWARD, Direction.BACKWARD, Direction.BOTH
 # Heart / mediastinum mention words that CheXpert's "stable silhouette" rule applies to.
 _CARDIOMEDIASTINAL = r"cardiomediastin|pericardial|mediastin|contour|configuration|silhouette|size|heart|shadow"
 # Prepositions and conjunctions that end the scope of an attributive adjective ("normal heart WITH edema").
-_ADJ_STOP = r"\b(?:with|without|in|of|at|on|to|from|for|and\s+(?:a|an|the|mild|small|large|moderate))\b|,"
+_ADJ_STOP = r"\b(?:with|without|in|at|on|to|from|for|and\s+(?:a|an|the|mild|small|large|moderate))\b|,"
 
 TERMINATORS = Cue(
     Kind.TERMINATE,
@@ -124,9 +124,9 @@ CHEXPERT_NEGATION = (
         ),
     ),
     # "normal heart size", "unremarkable mediastinum": the adjective governs the noun phrase after it.
-    Cue(Kind.NEGATION, FWD, ("normal", "unremarkable", "normal appearance of"), window=4, stop=_ADJ_STOP),
+    Cue(Kind.NEGATION, FWD, ("normal", "unremarkable", "normal appearance of"), window=5, stop=_ADJ_STOP),
     # "heart size normal" (no copula: only the words right before it).
-    Cue(Kind.NEGATION, BWD, ("normal", "unremarkable"), window=2, stop=_ADJ_STOP),
+    Cue(Kind.NEGATION, BWD, ("normal", "unremarkable"), window=3, stop=_ADJ_STOP),
     Cue(Kind.NEGATION, BWD, ("normal", "unremarkable", "clear", "negative"), copula="required"),
     Cue(
         Kind.NEGATION,
@@ -177,9 +177,6 @@ CHEXPERT_UNCERTAIN = (
             "question of",
             "questioned",
             "suggestion of",
-            "suggest",
-            "suggests",
-            "suggesting",
             "favor",
             "favors",
             "consider",
@@ -213,6 +210,9 @@ CHEXPERT_UNCERTAIN = (
         ),
     ),
     Cue(Kind.UNCERTAIN, BOTH, ("may", "might", "would", "could")),
+    # "no opacity to suggest pneumonia" is CheXpert's "no NN to suggest X" negation: "suggest" must not cut the
+    # scope of the "no" before it.
+    Cue(Kind.UNCERTAIN, FWD, ("suggest", "suggests", "suggesting"), interrupts=False),
     Cue(
         Kind.UNCERTAIN,
         BWD,
@@ -240,15 +240,17 @@ CHEXPERT_UNCERTAIN = (
     ),
     Cue(Kind.UNCERTAIN, BOTH, ("obscuring", "obscures")),
     # "X versus Y", "X or Y", "X and/or Y" (conj:or, conj:versus, cc:and/or): both alternatives are hedged.
-    Cue(Kind.UNCERTAIN, BOTH, ("versus", "vs", "or", "and/or", r"(?<=[a-z])/(?=[a-z])"), window=3),
+    Cue(Kind.UNCERTAIN, BOTH, ("versus", "vs", "or", "and/or", "/"), window=3, interrupts=False),
     # "stable/unchanged heart size or silhouette", "similar to prior".
     Cue(
         Kind.UNCERTAIN,
         BOTH,
         ("stable", "unchanged", "not changed", "similar to prior", "similar to the prior", "stable appearance of"),
         window=3,
+        copula="optional",
         mention_filter=_CARDIOMEDIASTINAL,
         weak=True,
+        interrupts=False,
     ),
 )
 
@@ -286,13 +288,50 @@ IMPROVED_EXTRA = (
     Cue(
         Kind.NEGATION,
         BWD,
-        ("not present", "not evident", "not noted", "no longer evident", "not detected", "not widened"),
+        (
+            "not present",
+            "not evident",
+            "not noted",
+            "no longer evident",
+            "not detected",
+            "not widened",
+            "not (?:significantly|substantially|markedly|particularly|definitely) enlarged",
+            # "heart and mediastinum of normal size", "normal in size and contour"
+            "of normal (?:size|caliber|contour|appearance|configuration|limits)",
+            "normal in (?:size|caliber|contour|appearance|configuration)",
+        ),
         copula="optional",
+    ),
+    Cue(
+        Kind.UNCERTAIN,
+        BOTH,
+        ("(?:at )?(?:the )?upper limits? of normal", "(?:at )?(?:the )?(?:top|high|upper)[- ]normal(?: limits?)?"),
+        window=3,
+        copula="optional",
+    ),
+    Cue(Kind.UNCERTAIN, BWD, ("borderline", "borderline (?:enlarged|in size)"), copula="optional"),
+    # A differential lists alternatives, however long the sentence runs.
+    Cue(
+        Kind.UNCERTAIN,
+        FWD,
+        ("differential diagnos[ie]s", "differential considerations?", "differential includes", "considerations include"),
+        clause=False,
     ),
 )
 
 # CheXpert cues that contradict the guidelines: "history of X" is a present (old) finding, not a negation.
-IMPROVED_DROPPED: frozenset[str] = frozenset({"history of"})
+# "Upper limits of normal" heart size is the borderline case the guidelines call uncertain.
+IMPROVED_DROPPED: frozenset[str] = frozenset(
+    {
+        "history of",
+        "at the upper limits? of normal",
+        "at upper limits? of normal",
+        "upper limits? of normal",
+        # A hedged negative is still a negative: "no definite effusion" reports no effusion.
+        "no definite",
+        "no obvious",
+    }
+)
 
 
 def _without(cues: tuple[Cue, ...], dropped: frozenset[str]) -> tuple[Cue, ...]:

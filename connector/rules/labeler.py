@@ -59,8 +59,11 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
                     if ctx is None:
                         ctx = contexts[sentence_index] = profile.cues.sentence_context(low, sentence.start, sentence.end)
                     certainty, weak = ctx.classify(start, end)
-                    if rule.soft and certainty is Certainty.POSITIVE:
-                        certainty = Certainty.UNCERTAIN
+                    if certainty is Certainty.POSITIVE:
+                        if rule.abnormal is not None and not rule.abnormal.search(low, sentence.start, sentence.end):
+                            continue
+                        if rule.soft:
+                            certainty = Certainty.UNCERTAIN
                 out.append(Mention(rule.observation, start, end, sentence, certainty, weak))
     return out
 

@@ -33,6 +33,10 @@ class MentionRule:
     unmention: re.Pattern[str] | None = None
     fixed: Certainty | None = None
     soft: bool = False
+    # A structure, not a finding ("heart", "mediastinum", "pulmonary vasculature"): it is a negative mention when
+    # called normal, a hedge when hedged, but positive only when its sentence says something abnormal about it
+    # (``abnormal`` regex); otherwise it is no mention at all ("the heart and lungs have XXXX in the interval").
+    abnormal: re.Pattern[str] | None = None
 
 
 def _file_name(observation: str) -> str:
@@ -80,6 +84,7 @@ def compile_rules(
     unmentions: Mapping[str, Iterable[str]],
     soft: Mapping[str, Iterable[str]] = {},
     fixed: Iterable[tuple[str, str, Certainty]] = (),
+    structures: Iterable[tuple[str, Iterable[str], str, bool]] = (),
 ) -> list[MentionRule]:
     """Build rules from regex fragments (already converted with :func:`chexpert_phrase_regex` where needed)."""
     rules: list[MentionRule] = []
@@ -101,4 +106,15 @@ def compile_rules(
             rules.append(MentionRule(observation, re.compile(alternation(fragments)), soft=True))
     for observation, fragment, certainty in fixed:
         rules.append(MentionRule(observation, re.compile(fragment), fixed=certainty))
+    for observation, fragments, abnormal, is_soft in structures:
+        un = list(unmentions.get(observation, ()))
+        rules.append(
+            MentionRule(
+                observation,
+                re.compile(alternation(fragments)),
+                re.compile(alternation(un)) if un else None,
+                soft=is_soft,
+                abnormal=re.compile(abnormal),
+            )
+        )
     return rules

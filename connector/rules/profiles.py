@@ -93,7 +93,6 @@ IMPROVED_REPLACE: dict[str, dict[str, str | None]] = {
         "coil": rf"{_W}coils?{_E}",
     },
     "Edema": {"chf": rf"{_W}chf{_E}"},
-    "Enlarged Cardiomediastinum": {"_mediastinum": rf"{_W}mediastinum"},
 }
 IMPROVED_ADD: dict[str, list[str]] = {
     "Support Devices": [
@@ -104,22 +103,18 @@ IMPROVED_ADD: dict[str, list[str]] = {
         rf"{_W}stents?{_E}",
         rf"{_W}ports?{_E}",
         r"port-a-cath",
-        r"prosthe(?:sis|ses|tic)",
+        r"(?<!breast\s)prosthe(?:sis|ses|tic)",
+        # a "tip" on a chest film is a line's or tube's ("right chest XXXX tip in the SVC")
+        rf"{_W}tips?{_E}",
+        r"tracheostomy",
+        rf"{_W}generator",
+        r"bone\s+anchor",
         rf"{_W}staples?{_E}",
         r"(?:pacer|pacemaker|pacing|ekg|ecg|monitor|monitoring|telemetry)\s+leads?",
         r"endotracheal",
         r"nasogastric",
         r"fixation",
         rf"{_W}sutures?{_E}",
-    ],
-    "Cardiomegaly": [
-        rf"{_W}heart(?!\s+failure){_E}",
-        r"cardiomediastin",
-        r"cardiac(?:\s+and\s+mediastinal)?\s+(?:silhouettes?|contours?|size|shadows?|outlines?)",
-    ],
-    "Enlarged Cardiomediastinum": [
-        r"cardiomediastin",
-        r"mediastinal\s+(?:width|widening|shift|structures|silhouettes?|contours?|outlines?)",
     ],
     "Lung Opacity": [
         r"haziness",
@@ -160,6 +155,8 @@ IMPROVED_ADD: dict[str, list[str]] = {
         r"arthriti",
         r"demineraliz",
         rf"{_W}elevated",
+        r"deformit",
+        r"curvature",
     ],
 }
 # "defib"/"tracheostomy" are devices; guidelines: devices do not block No Finding.
@@ -167,25 +164,87 @@ IMPROVED_OTHER_DROPPED = ("defib", "tracheostomy")
 IMPROVED_UNMENTION_ADD: dict[str, list[str]] = {
     "Lung Lesion": [
         r"calcified\s+(?:[a-z]+\s+){0,2}nodul",
-        r"nodul[a-z]*[^.;]{0,25}calcifi",
+        r"nodul[a-z]*,?\s+(?:(?:which|that)\s+)?(?:is|are|appears?)\s+(?:densely\s+)?calcified",
         r"nodul[a-z]*(?:\s+(?:opacit|densit)[a-z]*)?[^.;]{0,40}granulom",
         r"granulom[a-z]*[^.;]{0,30}nodul",
     ],
     "Atelectasis": [
         r"(?:vertebra[a-z]*|body|bodies|compression|spine|spinal|[tl]\d{1,2})\s+(?:[a-z]+\s+)?collapse",
     ],
-    "Cardiomegaly": [r"heart\s+borders?", r"over\s+the\s+(?:left\s+|right\s+)?heart"],
-    "Enlarged Cardiomediastinum": [r"diaphragm[a-z]*\s+contours?", r"(?:bony|osseous|skeletal)\s+contours?"],
+    # Locations, not the heart's size: "opacity overlying the cardiac silhouette", "obscured right heart border".
+    "Cardiomegaly": [
+        r"heart\s+borders?",
+        r"(?:left|right)\s+heart\s+(?:borders?|margins?|xxxx)",
+        r"(?:overl[a-z]+|over|projecting\s+over|projects\s+over|behind|through|obscur[a-z]*)\s+(?:the\s+)?"
+        r"(?:(?:left|right|middle|lower|upper|superior|inferior)\s+)*(?:heart|cardiac\s+(?:silhouette|shadow))",
+    ],
+    "Enlarged Cardiomediastinum": [
+        r"diaphragm[a-z]*\s+contours?",
+        r"(?:bony|osseous|skeletal)\s+contours?",
+        # "normal in size and contour" describes the structure named before it; "cardiac contour" is the heart.
+        r"(?:size|shape|configuration)\s+(?:and|or)\s+contours?",
+        r"in\s+contour",
+        r"(?:cardiac|heart)\s+contours?",
+        # locations: "clips in the mediastinum", "calcification over the anterior mediastinum"
+        r"(?<![a-z])(?:in|over|overlying|into|projecting\s+over)\s+the\s+"
+        r"(?:(?:anterior|posterior|middle|superior|inferior|left|right|upper|lower)\s+)*mediastinum",
+    ],
     "Edema": [r"soft\s+tissue\s+edema", r"(?:subcutaneous|chest\s+wall)\s+edema"],
+    # Old granulomatous disease is not pneumonia (guidelines: "no evidence of tuberculosis" -> Pneumonia empty).
+    "Pneumonia": [
+        r"granulomatous\s+infection",
+        r"post-?\s*infectious",
+        r"(?:prior|previous|old|remote)\s+(?:granulomatous\s+)?infection",
+    ],
     "Support Devices": [r"septal\s+lines", r"kerley\s+(?:b\s+)?lines"],
 }
-IMPROVED_SOFT_ADD: dict[str, list[str]] = {
-    "Edema": [
-        r"pulmonary\s+(?:vascularity|vasculature|vascular\s+markings)",
-        rf"{_W}vascularity",
-        rf"{_W}vasculature",
+# Structure mentions (see MentionRule.abnormal): which phrases name a structure rather than a finding, and the
+# words that make a plain (unhedged, unnegated) mention of it positive.
+_HEART_ABNORMAL = (
+    r"enlarg|(?<![a-z])large|prominen|increas|widen|cardiomegaly|abnormal|globular|dilat|(?<![a-z])shift|"
+    r"(?<![a-z])(?:mild|mildly|moderate|moderately|severe|severely|marked|markedly)(?![a-z])"
+)
+_VASCULAR_ABNORMAL = r"engorg|congest|prominen|increas|indistinct|cephaliz|redistribut|enlarg|dilat|fullness|plethor"
+IMPROVED_STRUCTURES: dict[str, tuple[tuple[str, ...], str, bool]] = {
+    # observation: (CheXpert phrases that are structures, abnormal-words regex, soft)
+    "Cardiomegaly": (
+        ("the heart", "heart size", "cardiac size", "cardiac shadow", "cardiac contour", "cardiac silhouette"),
+        _HEART_ABNORMAL,
+        False,
+    ),
+    "Enlarged Cardiomediastinum": (
+        (
+            "_mediastinum",
+            "cardiomediastinum",
+            "contour",
+            "mediastinal configuration",
+            "mediastinal silhouette",
+            "pericardial silhouette",
+            "cardiac silhouette and vascularity",
+        ),
+        _HEART_ABNORMAL,
+        False,
+    ),
+}
+IMPROVED_STRUCTURE_ADD: dict[str, list[str]] = {
+    "Cardiomegaly": [
+        rf"{_W}heart(?!\s+(?:failure|size)){_E}",
+        r"cardiomediastin[a-z]*(?:\s+(?:silhouettes?|contours?|size|shadows?|structures?|outlines?))?",
+        r"cardiac(?:\s+and\s+mediastinal)?\s+(?:silhouettes?|contours?|size|shadows?|outlines?)",
+    ],
+    "Enlarged Cardiomediastinum": [
+        rf"{_W}mediastinum",
+        r"cardiomediastin[a-z]*(?:\s+(?:silhouettes?|contours?|size|shadows?|structures?|outlines?))?",
+        r"mediastinal\s+(?:width|widening|shift|structures|silhouettes?|contours?|outlines?)",
     ],
 }
+# Guidelines: "normal pulmonary vascularity" -> Edema 0; abnormal vasculature is a hedge (CheXpert's
+# "vascular prominence" rule); anything else about the vessels ("calcified vasculature") is no Edema mention.
+IMPROVED_VASCULAR = (
+    r"pulmonary\s+(?:vascularity|vasculature|vascular\s+markings)",
+    rf"{_W}vascularity",
+    rf"{_W}vasculature",
+)
 IMPROVED_SOFT_DROPPED = ("vascular congestion", "pulmonary congestion")  # guidelines: congestion is Edema
 # Guidelines: "lungs are clear" -> Lung Opacity 0 (and nothing else).
 IMPROVED_FIXED: tuple[tuple[str, str, Certainty], ...] = (
@@ -218,10 +277,15 @@ def get_profile(name: str) -> Profile:
     unmentions = _edit(unmentions, add=IMPROVED_UNMENTION_ADD)
     dropped_soft = {chexpert_phrase_regex(p) for p in IMPROVED_SOFT_DROPPED}
     soft = {obs: [p for p in v if p not in dropped_soft] for obs, v in soft.items()}
-    soft = _edit(soft, add=IMPROVED_SOFT_ADD)
+    structures: list[tuple[str, list[str], str, bool]] = []
+    for obs, (phrases, abnormal, is_soft) in IMPROVED_STRUCTURES.items():
+        moved = [chexpert_phrase_regex(p) for p in phrases]
+        mentions[obs] = [p for p in mentions[obs] if p not in moved]
+        structures.append((obs, moved + IMPROVED_STRUCTURE_ADD.get(obs, []), abnormal, is_soft))
+    structures.append(("Edema", list(IMPROVED_VASCULAR), _VASCULAR_ABNORMAL, True))
     return Profile(
         name,
-        tuple(compile_rules(mentions, unmentions, soft, IMPROVED_FIXED)),
+        tuple(compile_rules(mentions, unmentions, soft, IMPROVED_FIXED, structures)),
         cues.IMPROVED_CUES,
         chf_implies_cardiomegaly=False,
         negative_beats_weak_uncertain=True,

@@ -56,11 +56,18 @@ class Cue:
     # A weak hedge ("stable silhouette") loses to an explicit negative mention of the same observation when the
     # profile says so (guidelines: "stable silhouette ... Cardiomegaly 0 when heart size is also called normal").
     weak: bool = False
+    # False: the verb/clause rule does not cut this cue's scope ("differential diagnosis is X and includes Y, Z").
+    clause: bool = True
+    # A later forward cue of another kind ends this cue's forward scope when ``interrupts`` is set on the later one
+    # ("no definite consolidation, no effusion": the second "no" decides effusion). Conjunction-like cues ("or")
+    # do not interrupt: "no pneumothorax or effusion" is negative for both.
+    interrupts: bool = True
 
 
 _COPULA = (
     r"(?:(?:is|are|was|were|appears?|appeared|remains?|remained|seems?|looks?|has been|have been|has|have)"
-    r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all))*\s+)"
+    r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all|the|"
+    r"xxxx|(?:stable|unchanged|normal)\s+and))*\s+)"
 )
 # A verb in a gap marks a clause boundary (see module docstring).
 _VERB = re.compile(
@@ -73,6 +80,13 @@ _WORD = re.compile(r"[a-z0-9]+")
 
 def _phrase_regex(phrase: str) -> str:
     return phrase.replace(" ", r"\s+")
+
+
+def _bounded(phrase: str, prefix: str = "") -> str:
+    """Whole-word cue regex. "/" between two words is CheXpert's "X/Y" -> "X or Y" (no word boundary there)."""
+    if phrase == "/":
+        return r"(?<=[a-z])/(?=[a-z])"
+    return rf"(?<![a-z0-9]){prefix}(?:{_phrase_regex(phrase)})(?![a-z0-9])"
 
 
 @dataclass(frozen=True)
@@ -106,15 +120,15 @@ class CueSet:
         for cue in self.cues:
             if not cue.phrases:
                 continue
-            body = "|".join(_phrase_regex(p) for p in sorted(cue.phrases, key=len, reverse=True))
+            phrases = sorted(cue.phrases, key=len, reverse=True)
             if cue.kind is Kind.PSEUDO:
-                pseudo.append(body)
+                pseudo.extend(map(_phrase_regex, phrases))
                 continue
             if cue.kind is Kind.TERMINATE:
-                terminate.append(body)
+                terminate.extend(map(_phrase_regex, phrases))
                 continue
             prefix = {None: "", "optional": _COPULA + "?", "required": _COPULA}[cue.copula]
-            regex = re.compile(rf"(?<![a-z0-9]){prefix}(?:{body})(?![a-z0-9])")
+            regex = re.compile("|".join(_bounded(p, prefix) for p in phrases))
             self._compiled.append(
                 _CompiledCue(
                     cue,
@@ -179,11 +193,20 @@ class SentenceContext:
             return False
         if any(gap_start <= t < gap_end for t in self.terminators):
             return False
+        if forward and any(
+            other.cue.cue.interrupts
+            and other.cue.cue.kind is not cue.kind
+            and other.cue.cue.direction is not Direction.BACKWARD
+            and gap_start <= other.start
+            and other.end <= gap_end
+            for other in self.cues
+        ):
+            return False
         if compiled.stop is not None and compiled.stop.search(self.low, gap_start, gap_end):
             return False
         if cue.window is not None and len(_WORD.findall(self.low, gap_start, gap_end)) > cue.window:
             return False
-        verb = _VERB.search(self.low, gap_start, gap_end)
+        verb = _VERB.search(self.low, gap_start, gap_end) if cue.clause else None
         if verb is not None:
             if backward:
                 return False
