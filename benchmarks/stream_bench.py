@@ -2,7 +2,7 @@
 (a) a plain aiokafka consume -> produce -> commit passthrough of the same records and (b) the offline
 `radlabel convert` path on the same messages.
 
-    PYTHONPATH=. python benchmarks/stream_bench.py [--messages 3000] [--latency-messages 1000] [--rate 100]
+    PYTHONPATH=. python benchmarks/stream_bench.py [--messages 3000] [--latency-messages 1000] [--rates 100,40]
 
 Throughput: N records are published to a topic whose consumers have already joined their group (a warm-up
 batch proves it), and throughput is (N - 1) / (last output timestamp - first output timestamp), so process
@@ -37,6 +37,12 @@ REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
 
 
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc): robust to other load on the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -51,15 +57,16 @@ def bench_offline(values: list[bytes]) -> dict:
         source = Path(tmp) / "in.hl7"
         source.write_bytes(b"".join(b"\x0b" + v + b"\x1c\r" for v in values))
 
-        async def run() -> float:
+        async def run() -> tuple[float, float]:
             async with RuleLabeler() as labeler:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.thread_time()
                 messages, bundles, _ = await convert_files([source], Path(tmp) / "out", labeler)
                 assert bundles == len(values), (messages, bundles)
-                return time.perf_counter() - started
+                return time.perf_counter() - started, time.thread_time() - cpu
 
-        elapsed = asyncio.run(run())
-    return {"throughput": len(values) / elapsed, "ms_per_msg": 1000 * elapsed / len(values)}
+        elapsed, cpu = asyncio.run(run())
+    return {"throughput": len(values) / elapsed, "ms_per_msg": 1000 * elapsed / len(values),
+            "cpu_ms_per_msg": 1000 * cpu / len(values)}
 
 
 # -- Kafka helpers ---------------------------------------------------------------------------------------------
@@ -210,14 +217,17 @@ async def run_connector(bootstrap: str, values: list[bytes], processes: int, rat
     procs = [start_connector(bootstrap, topics, log) for _ in range(processes)]
     try:
         await group_members_assigned(bootstrap, topics, processes, values)
+        cpu_before = sum(proc_cpu_s(p.pid) for p in procs)
         in_ts = await publish(bootstrap, topics.input, values, rate)
         out_ts = await collect(bootstrap, topics.output, set(in_ts))
+        cpu = sum(proc_cpu_s(p.pid) for p in procs) - cpu_before
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(30)
-    return {"throughput": throughput(out_ts), **latencies(in_ts, out_ts)}
+    return {"throughput": throughput(out_ts), "cpu_ms_per_msg": 1000 * cpu / len(values),
+            **latencies(in_ts, out_ts)}
 
 
 async def main_async(args: argparse.Namespace) -> dict:
@@ -231,37 +241,39 @@ async def main_async(args: argparse.Namespace) -> dict:
         results["passthrough"] = await run_passthrough(bs, values, None)
         results["connector_1"] = await run_connector(bs, values, 1, None, log)
         results["connector_2"] = await run_connector(bs, values, 2, None, log)
-        results["passthrough_paced"] = await run_passthrough(bs, paced, args.rate)
-        results["connector_1_paced"] = await run_connector(bs, paced, 1, args.rate, log)
+        for rate in args.rates:
+            results[f"passthrough_at_{rate:g}"] = await run_passthrough(bs, paced, rate)
+            results[f"connector_1_at_{rate:g}"] = await run_connector(bs, paced, 1, rate, log)
     return results
 
 
-def report(results: dict, args: argparse.Namespace) -> str:
+def report(results: dict, args: argparse.Namespace, load_before: float) -> str:
     off = results["offline"]
     c1, c2, pt = results["connector_1"], results["connector_2"], results["passthrough"]
-    kafka_overhead = 100 * (off["throughput"] / c1["throughput"] - 1)
     lines = [
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average before run {os.getloadavg()[0]:.2f}",
-        f"{results['messages']} synthetic ORU^R01 messages, {results['bytes_per_message']:.0f} bytes each, "
-        f"{PARTITIONS} input partitions, rule labeler",
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after",
+        f"{results['messages']} synthetic ORU^R01 messages (backlog runs), {results['bytes_per_message']:.0f} bytes "
+        f"each, {PARTITIONS} input partitions, rule labeler; {args.latency_messages} messages per paced run",
         "",
-        "| path | msg/s | ms/msg | p50 ms | p99 ms |",
+        "| path | msg/s (wall) | CPU ms/msg | p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|",
-        f"| offline `radlabel convert` path (in-process, no Kafka) | {off['throughput']:.0f} | "
-        f"{off['ms_per_msg']:.2f} | | |",
-        f"| aiokafka passthrough consume->produce->commit (backlog) | {pt['throughput']:.0f} | "
-        f"{1000 / pt['throughput']:.2f} | | |",
-        f"| connector, 1 process (backlog) | {c1['throughput']:.0f} | {1000 / c1['throughput']:.2f} | | |",
-        f"| connector, 2 processes, one group (backlog) | {c2['throughput']:.0f} | "
-        f"{1000 / c2['throughput']:.2f} | | |",
-        f"| aiokafka passthrough at {args.rate:.0f} msg/s | | | {results['passthrough_paced']['p50_ms']:.1f} | "
-        f"{results['passthrough_paced']['p99_ms']:.1f} |",
-        f"| connector, 1 process, at {args.rate:.0f} msg/s | | | {results['connector_1_paced']['p50_ms']:.1f} | "
-        f"{results['connector_1_paced']['p99_ms']:.1f} |",
+        f"| (b) offline `radlabel convert` path, in-process, no Kafka | {off['throughput']:.0f} | "
+        f"{off['cpu_ms_per_msg']:.2f} | | |",
+        f"| (a) aiokafka passthrough consume->produce->commit, backlog | {pt['throughput']:.0f} | | | |",
+        f"| connector, 1 process, backlog | {c1['throughput']:.0f} | {c1['cpu_ms_per_msg']:.2f} | | |",
+        f"| connector, 2 processes in one group, backlog | {c2['throughput']:.0f} | {c2['cpu_ms_per_msg']:.2f} | | |",
+    ]
+    for rate in args.rates:
+        p, c = results[f"passthrough_at_{rate:g}"], results[f"connector_1_at_{rate:g}"]
+        lines.append(f"| (a) passthrough at {rate:g} msg/s | | | {p['p50_ms']:.0f} | {p['p99_ms']:.0f} |")
+        lines.append(f"| connector, 1 process, at {rate:g} msg/s | | {c['cpu_ms_per_msg']:.2f} | {c['p50_ms']:.0f} | "
+                     f"{c['p99_ms']:.0f} |")
+    lines += [
         "",
-        f"Kafka cost over offline per message (1 process): {kafka_overhead:+.0f}%; "
-        f"2 processes / 1 process: {c2['throughput'] / c1['throughput']:.2f}x",
+        f"Kafka cost over offline, per message: wall {100 * (off['throughput'] / c1['throughput'] - 1):+.0f}%, "
+        f"CPU {100 * (c1['cpu_ms_per_msg'] / off['cpu_ms_per_msg'] - 1):+.0f}%; "
+        f"2 processes / 1 process throughput: {c2['throughput'] / c1['throughput']:.2f}x",
     ]
     return "\n".join(lines)
 
@@ -270,13 +282,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--latency-messages", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",")], default=[100.0, 40.0],
+                        help="comma-separated paced rates in msg/s")
     parser.add_argument("--json", type=Path, help="also write raw results here")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     results = asyncio.run(main_async(args))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    print(report(results, args))
+    print(report(results, args, load_before))
 
 
 if __name__ == "__main__":
