@@ -51,6 +51,12 @@ class LabelerSettings(BaseModel):
     timeout_s: float = 30.0
     max_concurrency: int = 4
     max_retries: int = 4
+    # Model-server client (inference_client): answer budget, breaker, TLS, TGI-native prompt rendering.
+    max_new_tokens: int = 256  # a compact answer with all 14 keys is 113 Qwen tokens
+    breaker_failures: int = 5
+    breaker_reset_s: float = 30.0
+    ca_bundle: str | None = None  # extra CA file for a hospital-internal TLS endpoint; verification stays on
+    tokenizer: str | None = None  # dir/id whose chat template renders prompts for TGI's native /generate
     # Explicit, opt-in fallback to the rule labeler when the model is down (flagged in output and metrics).
     fallback_to_rules: bool = False
 
