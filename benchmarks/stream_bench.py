@@ -27,7 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connector.settings import KafkaSettings
 from connector.stream.broker import LocalBroker, create_topics

@@ -10,16 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mappings.labels import AnswerInvalid, LabelerError, LabelSet, ReportTooLong
+from mappings.labels import AnswerInvalid, Labeler, LabelerError, LabelSet, ReportTooLong
 
 from connector import pipeline
-from connector.logging import get_logger
 from connector.settings import KafkaSettings
 from connector.stream import dlq
 from connector.stream.dlq import DeadLetter, SourceCoords
-from connector.stream.labeling import BatchLabeler
-
-log = get_logger(__name__)
 
 CONTENT_TYPE_FHIR = b"application/fhir+json"
 
@@ -130,7 +126,7 @@ def build_outputs(record: InputRecord, reports: Sequence[pipeline.Report],
     return outcome
 
 
-async def process_batch(records: Sequence[InputRecord], labeler: BatchLabeler,
+async def process_batch(records: Sequence[InputRecord], labeler: Labeler,
                         settings: KafkaSettings) -> list[Outcome]:
     """Outcomes in input order. Raises LabelerUnavailable (nothing published) when the labeler is down."""
     parsed = [parse_record(record, settings) for record in records]
