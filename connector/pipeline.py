@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mappings.labels import Labeler, LabelerError, LabelSet
 
-from connector.fhir.bundle import build_bundle, bundle_bytes, bundle_id
+from connector.fhir.bundle import build_bundle, build_bundle_shared, bundle_bytes, bundle_id
 from connector.fhir.validate import InvalidResource, validate_bundle
 from connector.hl7.errors import REJECT_REASONS, MessageRejected
 from connector.hl7.framing import split_messages
@@ -55,7 +55,7 @@ def parse_reports(raw: bytes, *, default_tz: tzinfo = timezone.utc) -> list[Repo
 
 def build_validated_bundle(report: Report, labels: LabelSet) -> bytes:
     """Build, validate (fhir.resources) and serialise one bundle. Raises :class:`InvalidResource` on a bug."""
-    bundle = build_bundle(report, labels)
+    bundle = build_bundle_shared(report, labels)
     validate_bundle(bundle)
     return bundle_bytes(bundle)
 

@@ -105,7 +105,12 @@ def convert(
         async with make_labeler(settings) as backend:
             return await convert_files(files, out, backend)
 
-    messages, bundles, dead = asyncio.run(run())
+    try:
+        messages, bundles, dead = asyncio.run(run())
+    except LabelerError as exc:
+        # The whole labeler is down (e.g. model server unreachable): stop rather than dead-letter every message.
+        typer.echo(f"labeler unavailable ({type(exc).__name__}); bundles written so far are kept", err=True)
+        raise typer.Exit(code=2) from None
     summary = {
         "converted": messages,
         "bundles": bundles,

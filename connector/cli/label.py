@@ -115,7 +115,11 @@ def label(
         async with make_labeler(settings) as backend:
             return await label_rows(rows, backend, batch_size, progress=len(rows) > PROGRESS_THRESHOLD)
 
-    results = asyncio.run(run())
+    try:
+        results = asyncio.run(run())
+    except LabelerError as exc:
+        typer.echo(f"labeler unavailable ({type(exc).__name__}); nothing written", err=True)
+        raise typer.Exit(code=2) from None
     failed: dict[str, int] = {}
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8", newline="") as handle:

@@ -14,8 +14,10 @@ that aborts the whole transaction on Medplum, and conditional DELETE forces its 
 from __future__ import annotations
 
 import base64
-import json
+from functools import lru_cache
 from urllib.parse import quote
+
+import orjson
 
 from mappings.labels import LabelSet
 from mappings.terminology import LOCAL_SYSTEM, PRESENCE_QUALIFIER, SNOMED_SYSTEM, finding_codes
@@ -34,6 +36,7 @@ PROCEDURE_SYSTEM_PREFIX = "urn:radlabel:procedure-code:"
 
 _FHIR_STATUS = {"P": "preliminary", "F": "final", "C": "corrected", "X": "cancelled"}
 _IMAGING_CATEGORY = {"coding": [{"system": OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}]}
+_CATEGORIES = [_IMAGING_CATEGORY]
 _GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "N": "other", "U": "unknown"}
 # Used when OBR-4 carries no code: LOINC "Diagnostic imaging study".
 _DEFAULT_REPORT_CODE = {"system": LOINC_SYSTEM, "code": "18748-4", "display": "Diagnostic imaging study"}
@@ -47,7 +50,15 @@ def bundle_id(report: Report) -> str:
 
 
 def build_bundle(report: Report, labels: LabelSet) -> dict:
-    """The transaction Bundle for one report version (unvalidated; see connector.fhir.validate)."""
+    """The transaction Bundle for one report version (unvalidated; see connector.fhir.validate). A dict of its own:
+    the caller may change it."""
+    return orjson.loads(orjson.dumps(build_bundle_shared(report, labels)))
+
+
+def build_bundle_shared(report: Report, labels: LabelSet) -> dict:
+    """:func:`build_bundle` without the copy: constant parts (codes, categories, the labeler method) are objects
+    shared with other bundles, and parts repeat inside the bundle. For validating and serialising right away;
+    never mutate it."""
     patient_ref = {"reference": f"Patient/{report.patient_id}"}
     report_ref = {"reference": f"DiagnosticReport/{report.diagnostic_report_id}"}
     effective = report.observation_time.isoformat() if report.observation_time else None
@@ -78,9 +89,17 @@ def build_bundle(report: Report, labels: LabelSet) -> dict:
     return bundle
 
 
+# Byte-identical to json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() for the str / list
+# / dict / bool / None values bundles hold (tests check); the passthrough options make orjson refuse datetimes,
+# dataclasses and subclasses as json does, instead of converting them its own way.
+_JSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
 def bundle_bytes(bundle: dict) -> bytes:
     """Canonical JSON: sorted keys, no insignificant whitespace, UTF-8. Same bundle -> same bytes."""
-    return json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return orjson.dumps(bundle, option=_JSON_OPTIONS)
 
 
 def _put(resource: dict) -> dict:
@@ -157,7 +176,7 @@ def _diagnostic_report(report: Report, patient_ref: dict, effective: str | None,
         "status": _FHIR_STATUS[report.status],
         "category": [{"coding": [{"system": V2_0074, "code": "RAD", "display": "Radiology"}]}],
         "code": _report_code(report),
-        "subject": dict(patient_ref),
+        "subject": patient_ref,
     }
     if effective:
         resource["effectiveDateTime"] = effective
@@ -181,14 +200,20 @@ def _diagnostic_report(report: Report, patient_ref: dict, effective: str | None,
 
 def _labeler_method(labels: LabelSet) -> dict:
     info = labels.labeler
-    text = f"radlabel {info.name} labeler {info.version}"
-    if info.model:
-        text += f" (model {info.model})"
-    if labels.fallback:
+    return _method(info.name, info.version, info.model, labels.fallback)
+
+
+@lru_cache(maxsize=256)
+def _method(name: str, version: str, model: str | None, fallback: bool) -> dict:
+    text = f"radlabel {name} labeler {version}"
+    if model:
+        text += f" (model {model})"
+    if fallback:
         text += " [fallback]"
-    return {"coding": [{"system": LABELER_SYSTEM, "code": info.name, "display": text}], "text": text}
+    return {"coding": [{"system": LABELER_SYSTEM, "code": name, "display": text}], "text": text}
 
 
+@lru_cache(maxsize=None)
 def _observation_code(name: str) -> dict:
     finding = finding_codes()[name]
     codings = []
@@ -208,26 +233,31 @@ def _observation(
     report_ref: dict,
     effective: str | None,
 ) -> dict:
-    qualifier_code, qualifier_display = PRESENCE_QUALIFIER[certainty]
     resource: dict = {
         "resourceType": "Observation",
         "id": obs_id,
         "status": _FHIR_STATUS[report.status],
-        "category": [dict(_IMAGING_CATEGORY)],
+        "category": _CATEGORIES,
         "code": _observation_code(name),
-        "subject": dict(patient_ref),
+        "subject": patient_ref,
     }
     if effective:
         resource["effectiveDateTime"] = effective
     if report.report_time:
         resource["issued"] = report.report_time.isoformat()
-    resource["valueCodeableConcept"] = {
+    resource["valueCodeableConcept"] = _value(certainty)
+    resource["method"] = _labeler_method(labels)
+    resource["derivedFrom"] = [report_ref]
+    return resource
+
+
+@lru_cache(maxsize=None)
+def _value(certainty: Certainty) -> dict:
+    qualifier_code, qualifier_display = PRESENCE_QUALIFIER[certainty]
+    return {
         "coding": [{"system": SNOMED_SYSTEM, "code": qualifier_code, "display": qualifier_display}],
         "text": certainty.value,
     }
-    resource["method"] = _labeler_method(labels)
-    resource["derivedFrom"] = [dict(report_ref)]
-    return resource
 
 
 def _retired_observation(
@@ -239,21 +269,21 @@ def _retired_observation(
         "resourceType": "Observation",
         "id": obs_id,
         "status": "entered-in-error",
-        "category": [dict(_IMAGING_CATEGORY)],
+        "category": _CATEGORIES,
         "code": _observation_code(name),
-        "subject": dict(patient_ref),
+        "subject": patient_ref,
         "method": _labeler_method(labels),
-        "derivedFrom": [dict(report_ref)],
+        "derivedFrom": [report_ref],
     }
 
 
 def _provenance(report: Report, labels: LabelSet, report_ref: dict, results: list[dict]) -> dict:
     info = labels.labeler
-    recorded = (report.report_time or report.observation_time)
+    recorded = report.report_time or report.observation_time
     return {
         "resourceType": "Provenance",
         "id": report.provenance_id,
-        "target": [dict(report_ref)] + [dict(r) for r in results],
+        "target": [report_ref, *results],
         "recorded": recorded.isoformat() if recorded else _NO_TIME,
         "activity": {
             "coding": [
@@ -278,5 +308,5 @@ def _provenance(report: Report, labels: LabelSet, report_ref: dict, results: lis
                 "who": {"display": _labeler_method(labels)["text"]},
             }
         ],
-        "entity": [{"role": "source", "what": dict(report_ref)}],
+        "entity": [{"role": "source", "what": report_ref}],
     }

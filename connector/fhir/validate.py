@@ -2,137 +2,252 @@
 resource is a bug in bundle.py, never the sender's fault, so it raises.
 
 Hot path (docs/HL7_FHIR.md): full pydantic validation of the 17 resources of a bundle costs ~1-2 ms, more than
-parsing the message. Observations differ from report to report only in elements bundle.py generates from typed
-values (UUIDv5 ids, references to them, datetime.isoformat() times); everything else comes from a small set
-(14 findings x 3 classes x 4 statuses x labelers). So an Observation's generated elements are checked with the FHIR
-regular expressions for their types, and the rest (its "shape") is validated by fhir.resources once per distinct
-shape; a generated element not in its expected form sends the whole resource to full validation. The same holds for the Provenance (its targets and time are generated). Patient and DiagnosticReport carry
-sender data and are validated in full every time.
+parsing the message. But fhir.resources' verdict on a resource is a conjunction: its structure (which elements,
+how many, required and choice elements present: all presence checks) and each primitive value against its FHIR
+type. No validator in these models compares one value with another. So each resource is split into a *skeleton*
+(the resource with the values at the paths in _VARIABLE_PATHS replaced by a token naming their type) and those
+values. A skeleton is validated by fhir.resources once, with the whole resource it came from; every value is checked
+every time with fhir.resources' own primitive type for that path (the pydantic type its model field declares,
+looked up from the model, not restated here). Patient, DiagnosticReport, Observation, Provenance, the Bundle and its
+entries all go this way; any other resource type is validated in full.
 ``validate_bundle(bundle, full=True)`` validates every resource in full; tests check both paths agree.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import types
+import typing
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import BundleEntry
-from pydantic import ValidationError
+from fhir_core.types import FhirBase
+from pydantic import TypeAdapter, ValidationError
 
 
 class InvalidResource(Exception):
     """A resource failed FHIR validation (a mapping bug). The message names the resource type and paths only."""
 
 
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_REFERENCE = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
-# FHIR R4 primitive type regular expressions (datatypes.html).
-_DATE_TIME = re.compile(
-    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])"
-    r"(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]{1,9})?)?)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)?)?)?"
-)
-_INSTANT = re.compile(
-    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])"
-    r"T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]{1,9})?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
-)
-
-
-def _is_ref(value: object) -> bool:
-    return (
-        isinstance(value, dict)
-        and len(value) == 1
-        and isinstance(value.get("reference"), str)
-        and _REFERENCE.fullmatch(value["reference"]) is not None
-    )
-
-
-_GENERATED_CHECKS = {
-    "id": lambda v: isinstance(v, str) and _ID.fullmatch(v) is not None,
-    "subject": _is_ref,
-    "derivedFrom": lambda v: isinstance(v, list) and len(v) > 0 and all(_is_ref(x) for x in v),
-    "effectiveDateTime": lambda v: isinstance(v, str) and _DATE_TIME.fullmatch(v) is not None,
-    "issued": lambda v: isinstance(v, str) and _INSTANT.fullmatch(v) is not None,
-    "recorded": lambda v: isinstance(v, str) and _INSTANT.fullmatch(v) is not None,
-    "target": lambda v: isinstance(v, list) and len(v) > 0 and all(_is_ref(x) for x in v),
-    "entity": lambda v: isinstance(v, list)
-    and all(isinstance(x, dict) and x.keys() == {"role", "what"} and x["role"] == "source" and _is_ref(x["what"]) for x in v),
+# Where bundle.py puts values that differ from report to report (sender data, generated ids, references, times).
+# Everything else in a resource comes from small fixed sets and is part of its skeleton. "*" = every list item.
+_VARIABLE_PATHS: dict[str, tuple[str, ...]] = {
+    "Bundle": ("id", "timestamp"),
+    "BundleEntry": ("fullUrl", "request.url"),
+    "Patient": (
+        "id",
+        "identifier.*.value",
+        "identifier.*.system",
+        "identifier.*.assigner.display",
+        "identifier.*.type.coding.*.code",
+        "name.*.family",
+        "name.*.given.*",
+        "birthDate",
+    ),
+    "DiagnosticReport": (
+        "id",
+        "identifier.*.system",
+        "identifier.*.value",
+        "code.coding.*.system",
+        "code.coding.*.code",
+        "code.coding.*.display",
+        "code.text",
+        "subject.reference",
+        "effectiveDateTime",
+        "issued",
+        "result.*.reference",
+        "conclusion",
+        "presentedForm.*.data",
+    ),
+    "Observation": ("id", "subject.reference", "effectiveDateTime", "issued", "derivedFrom.*.reference"),
+    "Provenance": ("id", "target.*.reference", "recorded", "entity.*.what.reference"),
 }
-_FULL_URL = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _generated_entry(entry: dict) -> bool:
-    """An entry exactly as bundle.py writes it: {fullUrl: urn:uuid, resource, request: {method, url}}."""
-    request = entry.get("request")
-    return (
-        entry.keys() <= {"fullUrl", "resource", "request"}
-        and isinstance(request, dict)
-        and request.keys() == {"method", "url"}
-        and isinstance(request["url"], str)
-        and _REFERENCE.fullmatch(request["url"]) is not None
-        and ("fullUrl" not in entry or (isinstance(entry["fullUrl"], str) and _FULL_URL.fullmatch(entry["fullUrl"]) is not None))
-    )
+_ADAPTERS: dict[str, TypeAdapter] = {}
 
 
-_SHAPE_CACHED_TYPES = frozenset({"Observation", "Provenance"})
+class _Leaf:
+    """One variable path's FHIR primitive type, as the fhir.resources model declares it."""
+
+    __slots__ = ("check", "token")
+
+    def __init__(self, annotation: object) -> None:
+        self.token = "\x00" + repr(annotation)  # stands for "a valid value of this type" in a skeleton
+        # The adapter's pydantic-core validator: the same schema the model field runs, without the Python wrapper.
+        self.check = _ADAPTERS.setdefault(self.token, TypeAdapter(annotation)).validator.validate_python
+
+
+def _field_type(model: type, name: str) -> object:
+    fields = {field.alias or key: field for key, field in model.model_fields.items()}
+    if name not in fields:
+        raise KeyError(f"{model.__name__} has no element {name!r}")
+    annotation = fields[name].annotation
+    while True:  # unwrap "X | None" and "List[X]"
+        origin = typing.get_origin(annotation)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                raise TypeError(f"{model.__name__}.{name} is a choice of types")
+            annotation = args[0]
+        elif origin is list:
+            annotation = typing.get_args(annotation)[0]
+        else:
+            return annotation
+
+
+def _compile(resource_type: str, paths: tuple[str, ...]) -> dict:
+    """Paths -> nested spec {element: spec | _Leaf, "*": spec for list items}, types read from the models."""
+    root: dict = {}
+    for path in paths:
+        model = BundleEntry if resource_type == "BundleEntry" else get_fhir_model_class(resource_type)
+        names = path.split(".")
+        node = root
+        for i, name in enumerate(names):
+            if name == "*":
+                continue
+            many = names[i + 1 : i + 2] == ["*"]
+            final = all(n == "*" for n in names[i + 1 :])
+            annotation = _field_type(model, name)
+            is_complex = isinstance(annotation, type) and issubclass(annotation, FhirBase)
+            if final:
+                if is_complex:
+                    raise TypeError(f"{resource_type}.{path} is not a primitive element")
+                leaf = _Leaf(annotation)
+                node[name] = {"*": leaf} if many else leaf
+                break
+            if not is_complex:
+                raise TypeError(f"{resource_type}.{path}: {name} is a primitive element")
+            model = annotation.get_model_klass()  # type: ignore[attr-defined]
+            node = node.setdefault(name, {})
+            if many:
+                node = node.setdefault("*", {})
+    return root
+
+
+_SPECS: dict[str, dict] = {name: _compile(name, paths) for name, paths in _VARIABLE_PATHS.items()}
 _MAX_SHAPES = 4096
+_DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+_METHODS = ("PUT", "POST", "DELETE", "GET")
+
+
+class _NotJson(Exception):
+    pass
+
+
+def _skeleton(node: object, spec: dict | _Leaf, leaves: list[tuple[_Leaf, object]]) -> object:
+    if isinstance(spec, _Leaf):
+        leaves.append((spec, node))
+        return spec.token
+    if type(node) is dict:
+        # Only the variable elements are replaced; the rest is shared as it is (serialised with the skeleton).
+        copy = None
+        for key, sub in spec.items():
+            if key in node:
+                if copy is None:
+                    copy = dict(node)
+                copy[key] = _skeleton(node[key], sub, leaves)
+        return node if copy is None else copy
+    if type(node) is list and "*" in spec:
+        item = spec["*"]
+        return [_skeleton(value, item, leaves) for value in node]
+    return node  # not the expected container: kept as it is, so it is part of the skeleton (full validation judges)
+
+
+def _shape_key(kind: str, node: dict, leaves: list[tuple[_Leaf, object]]) -> bytes:
+    try:
+        return kind.encode() + b"\x00" + orjson.dumps(_skeleton(node, _SPECS[kind], leaves), option=_DUMPS_OPTIONS)
+    except TypeError:
+        raise _NotJson from None
 
 
 class BundleValidator:
-    """Validates bundles; remembers Observation shapes already validated (bounded)."""
+    """Validates bundles; remembers the skeletons already validated (bounded)."""
 
     def __init__(self) -> None:
-        self._shapes: set[tuple] = set()
+        self._shapes: set[bytes] = set()
 
     def validate(self, bundle: dict, *, full: bool = False) -> None:
-        _validate_model("Bundle", {k: v for k, v in bundle.items() if k != "entry"})
-        for index, entry in enumerate(bundle.get("entry", [])):
-            resource = entry.get("resource")
+        envelope = {k: v for k, v in bundle.items() if k != "entry"}
+        entries = bundle.get("entry", [])
+        for index, entry in enumerate(entries):
             request = entry.get("request") or {}
-            if request.get("method") not in ("PUT", "POST", "DELETE", "GET"):
+            if request.get("method") not in _METHODS:
                 raise InvalidResource(f"entry {index}: bad request method")
-            if full or not _generated_entry(entry):
-                try:
-                    BundleEntry.model_validate({k: v for k, v in entry.items() if k != "resource"})
-                except ValidationError as exc:
-                    raise InvalidResource(f"entry {index}: invalid at {_paths(exc)}") from None
-            if resource is None:
-                if request["method"] != "DELETE":
-                    raise InvalidResource(f"entry {index}: {request['method']} without a resource")
-                continue
-            self.validate_resource(resource, full=full)
+            if entry.get("resource") is None and request["method"] != "DELETE":
+                raise InvalidResource(f"entry {index}: {request['method']} without a resource")
+        if full:
+            _validate_model("Bundle", envelope)
+            for index, entry in enumerate(entries):
+                _validate_entry(index, entry)
+                if entry.get("resource") is not None:
+                    self.validate_resource(entry["resource"], full=True)
+            return
+        # The same reference, time or id recurs in many resources of a bundle: each is checked once per bundle.
+        checked: set[tuple[str, str]] = set()
+        self._validate_fast("Bundle", envelope, lambda: _validate_model("Bundle", envelope), checked)
+        for index, entry in enumerate(entries):
+            head = {k: v for k, v in entry.items() if k != "resource"}
+            self._validate_fast("BundleEntry", head, lambda: _validate_entry(index, entry), checked)
+            if entry.get("resource") is not None:
+                self._validate_resource(entry["resource"], checked)
 
     def validate_resource(self, resource: dict, *, full: bool = False) -> None:
+        if full:
+            resource_type = resource.get("resourceType")
+            if not isinstance(resource_type, str):
+                raise InvalidResource("resource without resourceType")
+            _validate_model(resource_type, resource)
+        else:
+            self._validate_resource(resource, set())
+
+    def _validate_resource(self, resource: dict, checked: set[tuple[str, str]]) -> None:
         resource_type = resource.get("resourceType")
         if not isinstance(resource_type, str):
             raise InvalidResource("resource without resourceType")
-        if full or resource_type not in _SHAPE_CACHED_TYPES:
+        if resource_type not in _SPECS or resource_type in ("Bundle", "BundleEntry"):
             _validate_model(resource_type, resource)
             return
-        shape: dict = {}
-        generated: list[str] = []
-        for key, value in resource.items():
-            check = _GENERATED_CHECKS.get(key)
-            if check is None:
-                shape[key] = value
-            elif check(value):
-                generated.append(key)
-            else:
-                # Not in the generated form: let fhir.resources decide on the whole resource.
-                _validate_model(resource_type, resource)
-                return
-        # repr keeps insertion order: a different order is only a cache miss, never a wrong hit.
-        key = (resource_type, tuple(generated), repr(shape))
-        if key in self._shapes:
+        self._validate_fast(resource_type, resource, lambda: _validate_model(resource_type, resource), checked)
+
+    def _validate_fast(
+        self, kind: str, node: dict, validate_whole: typing.Callable[[], None], checked: set[tuple[str, str]]
+    ) -> None:
+        leaves: list[tuple[_Leaf, object]] = []
+        try:
+            key = _shape_key(kind, node, leaves)
+        except _NotJson:
+            validate_whole()
             return
-        _validate_model(resource_type, resource)
-        if len(self._shapes) >= _MAX_SHAPES:
-            self._shapes.clear()
-        self._shapes.add(key)
+        if key not in self._shapes:
+            validate_whole()  # raises if invalid; valid: this skeleton is known good from now on
+            if len(self._shapes) >= _MAX_SHAPES:
+                self._shapes.clear()
+            self._shapes.add(key)
+            return
+        for leaf, value in leaves:
+            if type(value) is not str:
+                validate_whole()
+                return
+            if (leaf.token, value) in checked:
+                continue
+            try:
+                leaf.check(value)
+                checked.add((leaf.token, value))
+            except ValidationError:
+                validate_whole()  # names the resource type and path (and raises: the value is invalid there)
+                return
 
 
 def _paths(exc: ValidationError) -> list[str]:
     return sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
+
+
+def _validate_entry(index: int, entry: dict) -> None:
+    try:
+        BundleEntry.model_validate({k: v for k, v in entry.items() if k != "resource"})
+    except ValidationError as exc:
+        raise InvalidResource(f"entry {index}: invalid at {_paths(exc)}") from None
 
 
 def _validate_model(resource_type: str, data: dict) -> None:

@@ -14,16 +14,20 @@ import re
 from datetime import datetime, timedelta, timezone, tzinfo
 
 import hl7
+import hl7.containers
+import hl7.parser
+import hl7.util
 from hl7.util import unescape as hl7_unescape
 
 from connector.hl7.errors import MessageRejected
 from connector.hl7.framing import unframe
 from connector.hl7.models import SECTION_NAMES, Identifier, Patient, Report, ReportStatus
 
-# python-hl7 logs the whole field value when it meets an unknown escape sequence: that would put report text
-# (PHI) into logs. The escape is dropped either way, so its log line carries nothing we need.
-logging.getLogger("hl7.util").disabled = True
-logging.getLogger("hl7").disabled = True
+# python-hl7 logs the whole field value when it meets an unknown or broken escape sequence: that would put report
+# text (PHI) into logs. The escape is dropped either way, so its log lines carry nothing we need. Its loggers are
+# named by file path (logging.getLogger(__file__)), not by module.
+for _module in (hl7.util, hl7.containers):
+    logging.getLogger(_module.__file__).disabled = True
 
 SUPPORTED_VERSIONS = re.compile(r"^2\.(3|3\.1|4|5|5\.1|6|7|7\.1|8|8\.1|8\.2)$")
 
@@ -41,7 +45,18 @@ _CHARSETS: dict[str, str] = {
     "WINDOWS-1252": "cp1252",
 }
 
-_READ_SEGMENTS = frozenset({"MSH", "PID", "OBR", "OBX"})
+# The fields this module reads, per segment, as positions in the segment text split on the field separator (for
+# MSH that is MSH-n at n - 1: MSH-1 is the separator itself). Only these segments reach python-hl7, and in them only
+# these fields: the rest are blanked (kept as empty positions so numbering is unchanged), which spares python-hl7
+# building containers for data never read (PID addresses, OBR providers, ...). Keep in step with the _get() calls;
+# tests check the projected parse extracts exactly what a parse of the whole message does.
+_READ_FIELDS: dict[str, tuple[int, ...]] = {
+    "MSH": (1, 2, 3, 6, 8, 9, 11),  # encoding characters, MSH-3/4 sender, 7 time, 9 type, 10 control id, 12 version
+    "PID": (3, 5, 7, 8),  # identifiers, name, birth date, sex
+    "OBR": (2, 3, 4, 7, 22, 25),  # placer, filler, procedure, observation time, report time, status
+    "OBX": (2, 3, 5, 11),  # value type, identifier, value, status
+}
+_READ_SEGMENTS = frozenset(_READ_FIELDS)
 _TEXT_TYPES = frozenset({"TX", "FT", "ST"})
 _HEADER_TYPES = frozenset({"CE", "CWE"})
 
@@ -140,11 +155,9 @@ def parse_reports(raw: bytes, *, default_tz: tzinfo = timezone.utc) -> list[Repo
         raise MessageRejected("empty", "message holds no HL7 content")
     if not body.startswith(b"MSH") or len(body) < 8:
         raise MessageRejected("not-hl7", "message does not start with an MSH segment")
-    text = _decode(body)
-    # Only these segments are read; handing python-hl7 just them saves it building containers for the rest.
-    text = "\r".join(segment for segment in text.split("\r") if segment[:3] in _READ_SEGMENTS)
+    text = _project(_decode(body))
     try:
-        message = hl7.parse(text)
+        message = _hl7_parse(text)
         msh = message.segment("MSH")
     except Exception as exc:  # python-hl7 raises several types for broken headers
         raise MessageRejected("malformed", f"HL7 header cannot be parsed ({type(exc).__name__})") from None
@@ -164,8 +177,62 @@ def parse_reports(raw: bytes, *, default_tz: tzinfo = timezone.utc) -> list[Repo
     control_id = _get(msh, 10)
     facility = _get(msh, 4, c=1) or _get(msh, 4, c=2) or _get(msh, 3, c=1)
     message_time = _timestamp(_get(msh, 7), default_tz)
-    reports = _reports(message, control_id, version, facility, message_time, default_tz)
-    return reports
+    try:
+        return _reports(message, control_id, version, facility, message_time, default_tz)
+    except MessageRejected:
+        raise
+    except Exception as exc:  # never crash on input: the message is dead-lettered with its bytes, not lost
+        raise MessageRejected("malformed", f"ORU structure cannot be read ({type(exc).__name__})") from None
+
+
+def _project(text: str) -> str:
+    """The message reduced to the segments and fields in _READ_FIELDS (see there)."""
+    separator = text[3:4]
+    if not separator or separator in "\r\n":
+        return text  # no field separator: python-hl7 rejects it below
+    kept = []
+    for segment in text.split("\r"):
+        fields = _READ_FIELDS.get(segment[:3])
+        if fields is None:
+            continue
+        values = segment.split(separator)
+        projected = [""] * min(len(values), fields[-1] + 1)
+        projected[0] = values[0]
+        for index in fields:
+            if index < len(projected):
+                projected[index] = values[index]
+        kept.append(separator.join(projected))
+    return "\r".join(kept)
+
+
+class _ReusedPlan(hl7.parser._ParsePlan):
+    """python-hl7's parse plan, with each level's successor built once per message instead of once per container
+    (the stock plan allocates a new plan object for every field, repetition and component it splits: about a
+    third of python-hl7's parse time). Same separators, containers and escape character; same result."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self._tail = self.separators[self.separators.find(self.separator) :]
+        self._next: _ReusedPlan | None | bool = False
+
+    def next(self) -> _ReusedPlan | None:
+        if self._next is False:
+            self._next = super().next()
+        return self._next  # type: ignore[return-value]
+
+    def applies(self, text: str) -> bool:
+        for separator in self._tail:
+            if separator in text:
+                return True
+        return False
+
+
+def _hl7_parse(text: str) -> hl7.Message:
+    """hl7.parse(text) with a reused plan: python-hl7's own plan construction and splitter."""
+    strmsg = text.strip()
+    plan = hl7.parser.create_parse_plan(strmsg)
+    reused = _ReusedPlan(plan.separator, plan.separators, plan.containers, plan.esc, plan.factory)
+    return hl7.parser._split(strmsg, reused)
 
 
 # C0 control characters other than CR/LF/TAB are not allowed in FHIR strings; some feeds carry stray ones.
@@ -233,8 +300,17 @@ def _get(segment: hl7.Segment, field: int, r: int = 1, c: int = 1, s: int = 1) -
             leaf = component if s == 1 else ""
     text = str(leaf)
     if segment.esc in text and not (field <= 2 and str(segment[0]) == "MSH"):
-        text = hl7_unescape(segment, text)
+        text = _unescape(segment, text)
     return text.strip()
+
+
+def _unescape(container: hl7.Container, text: str) -> str:
+    """python-hl7's unescape; a malformed sequence it chokes on (e.g. "\\.brX\\") leaves the text as sent rather
+    than losing the report."""
+    try:
+        return hl7_unescape(container, text)
+    except ValueError:
+        return text
 
 
 def _repetitions(segment: hl7.Segment, field: int) -> list[str | hl7.Repetition]:
@@ -354,7 +430,7 @@ def _text_lines(message: hl7.Message, obxs: list[hl7.Segment]) -> tuple[list[str
         obx_lines: list[str] = []
         for rep in _repetitions(obx, 5) or [""]:
             # str() re-joins components: a "^" inside free text is text, not structure.
-            text = message.unescape(str(rep)).replace("\r\n", "\n").replace("\r", "\n")
+            text = _unescape(message, str(rep)).replace("\r\n", "\n").replace("\r", "\n")
             obx_lines.extend(line.rstrip() for line in text.split("\n"))
         has_text = has_text or any(line.strip() for line in obx_lines)
         if section is not None and section != previous and not _HEADING.match(obx_lines[0]):

@@ -6,6 +6,7 @@ in the async :class:`mappings.labels.Labeler` interface the connector and the CL
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,30 +42,36 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
     if not sentences:
         return []
     low = lower(text)
+    starts = [s.start for s in sentences]
+    # Scan each rule once over the labeled span, then place matches in sentences (a match that crosses a
+    # sentence boundary is no mention): one regex call per rule instead of one per rule and sentence.
+    scan_start, scan_end = sentences[0].start, sentences[-1].end
     contexts: dict[int, SentenceContext] = {}
     out: list[Mention] = []
     for rule in profile.rules:
-        for sentence_index, sentence in enumerate(sentences):
-            for m in rule.regex.finditer(low, sentence.start, sentence.end):
-                start, end = m.span()
-                if start == end:
-                    continue
-                if rule.unmention is not None and _overlaps(rule.unmention, low, sentence, start, end):
-                    continue
-                weak = False
-                if rule.fixed is not None:
-                    certainty = rule.fixed
-                else:
-                    ctx = contexts.get(sentence_index)
-                    if ctx is None:
-                        ctx = contexts[sentence_index] = profile.cues.sentence_context(low, sentence.start, sentence.end)
-                    certainty, weak = ctx.classify(start, end)
-                    if certainty is Certainty.POSITIVE:
-                        if rule.abnormal is not None and not rule.abnormal.search(low, sentence.start, sentence.end):
-                            continue
-                        if rule.soft:
-                            certainty = Certainty.UNCERTAIN
-                out.append(Mention(rule.observation, start, end, sentence, certainty, weak))
+        for start, end in rule.finditer(low, scan_start, scan_end):
+            sentence_index = bisect.bisect_right(starts, start) - 1
+            if sentence_index < 0 or start == end:
+                continue
+            sentence = sentences[sentence_index]
+            if end > sentence.end:
+                continue
+            if rule.unmention is not None and _overlaps(rule.unmention, low, sentence, start, end):
+                continue
+            weak = False
+            if rule.fixed is not None:
+                certainty = rule.fixed
+            else:
+                ctx = contexts.get(sentence_index)
+                if ctx is None:
+                    ctx = contexts[sentence_index] = profile.cues.sentence_context(low, sentence.start, sentence.end)
+                certainty, weak = ctx.classify(start, end)
+                if certainty is Certainty.POSITIVE:
+                    if rule.abnormal is not None and not rule.abnormal.search(low, sentence.start, sentence.end):
+                        continue
+                    if rule.soft:
+                        certainty = Certainty.UNCERTAIN
+            out.append(Mention(rule.observation, start, end, sentence, certainty, weak))
     return out
 
 

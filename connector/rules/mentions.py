@@ -37,6 +37,82 @@ class MentionRule:
     # called normal, a hedge when hedged, but positive only when its sentence says something abnormal about it
     # (``abnormal`` regex); otherwise it is no mention at all ("the heart and lungs have XXXX in the interval").
     abnormal: re.Pattern[str] | None = None
+    # Speed: the same alternatives split by a literal each must contain; a part runs only when its literal
+    # occurs in the report (a substring test is ~100x cheaper than a regex pass over the text).
+    parts: tuple[tuple[str | None, re.Pattern[str]], ...] = ()
+
+    def finditer(self, low: str, start: int, end: int) -> list[tuple[int, int]]:
+        if not self.parts:
+            return [m.span() for m in self.regex.finditer(low, start, end)]
+        spans: set[tuple[int, int]] = set()
+        for literal, regex in self.parts:
+            if literal is None or literal in low:
+                spans.update(m.span() for m in regex.finditer(low, start, end))
+        return sorted(spans)
+
+
+def split_top_level(fragment: str) -> list[str]:
+    """Split a regex at its top-level "|" (not inside groups or classes)."""
+    out, depth, in_class, escaped, current = [], 0, False, False, []
+    for c in fragment:
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            out.append("".join(current))
+            current = []
+            continue
+        current.append(c)
+    out.append("".join(current))
+    return out
+
+
+def required_literal(alternative: str) -> str | None:
+    """A plain-text prefix every match of a single alternative starts with (after leading lookarounds), or None."""
+    s = alternative
+    while s.startswith(("(?<", "(?=", "(?!")):
+        depth, in_class, escaped = 0, False, False
+        for i, c in enumerate(s):
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif in_class:
+                in_class = c != "]"
+            elif c == "[":
+                in_class = True
+            elif c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+                if depth == 0:
+                    s = s[i + 1 :]
+                    break
+        else:
+            return None
+    if s.startswith("\\b"):
+        s = s[2:]
+    run = re.match(r"[a-z'-]*", s).group()  # type: ignore[union-attr]
+    if run and len(s) > len(run) and s[len(run)] in "?*{":
+        run = run[:-1]
+    return run if len(run) >= 3 else None
+
+
+def compile_parts(fragments: Iterable[str]) -> tuple[tuple[str | None, re.Pattern[str]], ...]:
+    groups: dict[str | None, list[str]] = {}
+    for fragment in fragments:
+        for alternative in split_top_level(fragment):
+            groups.setdefault(required_literal(alternative), []).append(alternative)
+    return tuple((literal, re.compile(alternation(alts))) for literal, alts in groups.items())
 
 
 def _file_name(observation: str) -> str:
@@ -98,12 +174,15 @@ def compile_rules(
                 observation,
                 re.compile(alternation(fragments)),
                 re.compile(alternation(un)) if un else None,
+                parts=compile_parts(fragments),
             )
         )
     for observation, fragments in soft.items():
         fragments = list(fragments)
         if fragments:
-            rules.append(MentionRule(observation, re.compile(alternation(fragments)), soft=True))
+            rules.append(
+                MentionRule(observation, re.compile(alternation(fragments)), soft=True, parts=compile_parts(fragments))
+            )
     for observation, fragment, certainty in fixed:
         rules.append(MentionRule(observation, re.compile(fragment), fixed=certainty))
     for observation, fragments, abnormal, is_soft in structures:
@@ -115,6 +194,7 @@ def compile_rules(
                 re.compile(alternation(un)) if un else None,
                 soft=is_soft,
                 abnormal=re.compile(abnormal),
+                parts=compile_parts(fragments),
             )
         )
     return rules

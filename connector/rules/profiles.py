@@ -175,7 +175,7 @@ IMPROVED_UNMENTION_ADD: dict[str, list[str]] = {
     "Cardiomegaly": [
         r"heart\s+borders?",
         r"(?:left|right)\s+heart\s+(?:borders?|margins?|xxxx)",
-        r"(?:overl[a-z]+|over|projecting\s+over|projects\s+over|behind|through|obscur[a-z]*)\s+(?:the\s+)?"
+        r"(?<![a-z])(?:overl[a-z]+|over|projecting\s+over|projects\s+over|behind|through|obscur[a-z]*)\s+(?:the\s+)?"
         r"(?:(?:left|right|middle|lower|upper|superior|inferior)\s+)*(?:heart|cardiac\s+(?:silhouette|shadow))",
     ],
     "Enlarged Cardiomediastinum": [

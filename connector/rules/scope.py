@@ -95,6 +95,24 @@ class _CompiledCue:
     regex: re.Pattern[str]
     stop: re.Pattern[str] | None
     mention_filter: re.Pattern[str] | None
+    # A word every phrase of this group contains: the regex only runs on sentences that have it (speed).
+    trigger: str | None
+
+
+_SENTENCE_WORD = re.compile(r"[a-z0-9']+")
+_META = set("()[]{}?*+|\\.^$")
+
+
+def trigger_word(phrase: str) -> str | None:
+    """The first mandatory plain word of a cue phrase, or None when that is not obvious (then always run).
+    Scanning stops at the first token with regex syntax, since later words may sit inside optional groups."""
+    for token in phrase.split(" "):
+        if any(c in _META for c in token):
+            return None
+        if re.fullmatch(r"[a-z0-9']+", token):
+            return token
+        return None
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +130,8 @@ class CueSet:
     _compiled: list[_CompiledCue] = field(init=False, repr=False)
     _pseudo: re.Pattern[str] | None = field(init=False, repr=False)
     _terminate: re.Pattern[str] | None = field(init=False, repr=False)
+    _always: list[_CompiledCue] = field(init=False, repr=False)
+    _by_trigger: dict[str, list[_CompiledCue]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._compiled = []
@@ -128,15 +148,19 @@ class CueSet:
                 terminate.extend(map(_phrase_regex, phrases))
                 continue
             prefix = {None: "", "optional": _COPULA + "?", "required": _COPULA}[cue.copula]
-            regex = re.compile("|".join(_bounded(p, prefix) for p in phrases))
-            self._compiled.append(
-                _CompiledCue(
-                    cue,
-                    regex,
-                    re.compile(cue.stop) if cue.stop else None,
-                    re.compile(cue.mention_filter) if cue.mention_filter else None,
-                )
-            )
+            groups: dict[str | None, list[str]] = {}
+            for phrase in phrases:
+                groups.setdefault(trigger_word(phrase), []).append(phrase)
+            stop = re.compile(cue.stop) if cue.stop else None
+            mention_filter = re.compile(cue.mention_filter) if cue.mention_filter else None
+            for trigger, members in groups.items():
+                regex = re.compile("|".join(_bounded(p, prefix) for p in members))
+                self._compiled.append(_CompiledCue(cue, regex, stop, mention_filter, trigger))
+        self._always = [c for c in self._compiled if c.trigger is None]
+        self._by_trigger = {}
+        for c in self._compiled:
+            if c.trigger is not None:
+                self._by_trigger.setdefault(c.trigger, []).append(c)
         self._pseudo = re.compile(rf"(?<![a-z0-9])(?:{'|'.join(pseudo)})(?![a-z0-9])") if pseudo else None
         self._terminate = (
             re.compile(rf"(?<![a-z0-9])(?:{'|'.join(terminate)})(?![a-z0-9])|;") if terminate else re.compile(";")
@@ -146,7 +170,10 @@ class CueSet:
         """Find every cue, terminator and verb of one sentence (``low`` is the lower-cased report)."""
         pseudo = [(m.start(), m.end()) for m in self._pseudo.finditer(low, start, end)] if self._pseudo else []
         matches: list[CueMatch] = []
-        for compiled in self._compiled:
+        candidates = list(self._always)
+        for word in set(_SENTENCE_WORD.findall(low, start, end)):
+            candidates.extend(self._by_trigger.get(word, ()))
+        for compiled in candidates:
             for m in compiled.regex.finditer(low, start, end):
                 s, e = m.span()
                 if s == e or any(ps < e and s < pe for ps, pe in pseudo):

@@ -138,3 +138,20 @@ def test_label_progress_bar_only_for_more_than_100_reports(tmp_path):
             rows = list(csv.reader(handle))
         assert len(rows) == count + 1
         assert rows[1][1 + OBSERVATIONS.index("Pneumothorax")] == "0"
+
+
+def test_convert_stops_with_exit_2_when_the_model_server_is_down(tmp_path):
+    # A real connection attempt to a port nothing listens on (the OpenAI-compatible client, if present).
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("inference_client.openai_compat") is None:
+        pytest.skip("inference_client.openai_compat not in this branch")
+    result = runner.invoke(
+        app,
+        ["convert", str(FIXTURES / "v23_tx_mllp.hl7"), "--out", str(tmp_path / "out"), "--labeler", "llm",
+         "--endpoint", "http://127.0.0.1:9"],
+    )
+    assert result.exit_code == 2
+    assert "labeler unavailable" in result.stderr

@@ -258,3 +258,51 @@ def test_sections_with_bare_headings_and_sub_headings():
     )
     (report,) = parse_reports(raw)
     assert report.sections == {"findings": "LUNGS: Clear.\nHEART:\nNormal size.", "impression": "No acute disease."}
+
+
+def test_mutated_messages_either_parse_or_are_rejected():
+    """Cut and corrupt real-shaped messages: the outcome is always reports or a typed rejection, never a crash."""
+    import random
+
+    from tests.hl7_fhir.conftest import FIXTURES
+
+    rng = random.Random(20240601)
+    sources = [p.read_bytes() for p in sorted(FIXTURES.glob("*.hl7"))]
+    outcomes = {"parsed": 0, "rejected": 0}
+    for source in sources:
+        cuts = [source[:n] for n in range(0, len(source), max(1, len(source) // 25))]
+        flips = []
+        for _ in range(25):
+            data = bytearray(source)
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.choice(b"|^~\\&\r\n\x0b\x1c\x00\xff" + bytes(range(32, 127)))
+            flips.append(bytes(data))
+        for data in cuts + flips:
+            for chunk in split_messages(data):
+                try:
+                    parse_reports(chunk)
+                    outcomes["parsed"] += 1
+                except MessageRejected as exc:
+                    assert exc.reason and exc.detail
+                    outcomes["rejected"] += 1
+    assert outcomes["parsed"] > 100 and outcomes["rejected"] > 100
+
+
+def test_broken_escapes_never_put_report_text_in_logs(caplog, capsys):
+    import logging
+
+    raw = fixture_bytes("v251_ft_escapes_crlf_bom.hl7").replace(b"a\\T\\b", b"a\\Q SECRETWORD\\b").replace(
+        b"\\X41\\", b"\\XZZ SECRETWORD\\"
+    )
+    with caplog.at_level(logging.DEBUG):
+        (report,) = parse_reports(raw)
+    assert "SECRETWORD" not in caplog.text
+    captured = capsys.readouterr()
+    assert "SECRETWORD" not in captured.err and "SECRETWORD" not in captured.out
+    assert "Escapes: a" in report.text
+
+
+def test_malformed_escape_keeps_the_text():
+    raw = fixture_bytes("v251_ft_escapes_crlf_bom.hl7").replace(b"\\.br\\Second", b"\\.brXSecond")
+    (report,) = parse_reports(raw)
+    assert "Second line." in report.text
