@@ -9,7 +9,8 @@
      "no_indexing" carry no coding and are left out);
    - CheXbert's published outputs (chexbert_labels_binarized.csv, findings section, 1 = positive or uncertain)
      collapsed per report (any image positive -> positive).
-2. Labels every report with the rule labeler in both profiles (chexpert-faithful and improved).
+2. Labels every report with ``radlabel label --labeler rules`` in both profiles (chexpert-faithful and improved,
+   chosen with RADLABEL_LABELER__RULES_PROFILE).
 3. Runs ``radlabel evaluate`` (the same code path) for gold-dev in weighted mode and IU in positive-only mode.
 
 Licensed report text never enters the repository: everything written goes under --out.
@@ -21,7 +22,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from connector.evaluate.io import write_labels  # noqa: E402
-from connector.rules.labeler import label_report  # noqa: E402
 from mappings.vocabulary import OBSERVATIONS  # noqa: E402
 
 SECTIONS = (("indication", "INDICATION"), ("comparison", "COMPARISON"), ("findings", "FINDINGS"), ("impression", "IMPRESSION"))
@@ -68,6 +67,10 @@ def build_inputs(shared: Path, out: Path) -> dict[str, Path]:
         data / "iu_trainval_reports.csv", index=False
     )
     paths["iu_reports"] = data / "iu_trainval_reports.csv"
+    # CheXbert's published outputs saw only the FINDINGS section: label that alone too, for a like-for-like row.
+    findings = reports["findings"].fillna("").map(lambda t: f"FINDINGS: {t.strip()}" if t.strip() else "")
+    pd.DataFrame({"id": reports["report_id"], "report": findings}).to_csv(data / "iu_findings_reports.csv", index=False)
+    paths["iu_findings_reports"] = data / "iu_findings_reports.csv"
     truth = mesh[mesh["report_id"].isin(set(reports["report_id"]))]
     truth = truth[["report_id", *OBSERVATIONS]].rename(columns={"report_id": "id"})
     truth.to_csv(data / "iu_mesh_truth.csv", index=False)
@@ -82,14 +85,13 @@ def build_inputs(shared: Path, out: Path) -> dict[str, Path]:
     return paths
 
 
-def label_file(reports_csv: Path, profile: str, out_csv: Path) -> float:
-    """Label every report of a CSV (id, report) with one profile; returns reports/s."""
-    frame = pd.read_csv(reports_csv, dtype=str, keep_default_na=False)
-    start = time.perf_counter()
-    rows = [label_report(text, profile).csv_row() for text in frame["report"]]
-    elapsed = time.perf_counter() - start
-    write_labels(out_csv, list(frame["id"]), rows)
-    return len(rows) / elapsed if elapsed else float("inf")
+def label_file(reports_csv: Path, profile: str, out_csv: Path) -> None:
+    """``radlabel label --labeler rules`` with the profile chosen through settings (RADLABEL_LABELER__RULES_PROFILE)."""
+    cmd = [sys.executable, "-m", "connector.cli", "label", "--input", str(reports_csv), "--output", str(out_csv)]
+    cmd += ["--labeler", "rules"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), RADLABEL_LABELER__RULES_PROFILE=profile)
+    print("$ RADLABEL_LABELER__RULES_PROFILE=" + profile, " ".join(["radlabel", *cmd[3:]]))
+    subprocess.run(cmd, check=True, cwd=REPO, env=env)
 
 
 def run_evaluate(truth: Path, preds: list[tuple[str, Path]], out: Path, mode: str) -> None:
@@ -97,6 +99,7 @@ def run_evaluate(truth: Path, preds: list[tuple[str, Path]], out: Path, mode: st
     for name, path in preds:
         cmd += ["--pred", f"{name}={path}"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    print("$", " ".join(["radlabel", *cmd[3:]]))
     subprocess.run(cmd, check=True, cwd=REPO, env=env)
 
 
@@ -111,8 +114,8 @@ def main() -> None:
     for dataset in ("gold", "iu"):
         for profile in ("chexpert", "improved"):
             target = preds / f"{dataset}_rules_{profile}.csv"
-            rate = label_file(paths[f"{dataset}_reports"], profile, target)
-            print(f"labeled {dataset} with {profile}: {rate:,.0f} reports/s -> {target}")
+            label_file(paths[f"{dataset}_reports"], profile, target)
+    label_file(paths["iu_findings_reports"], "improved", preds / "iu_findings_rules_improved.csv")
     run_evaluate(
         paths["gold_truth"],
         [("rules-improved", preds / "gold_rules_improved.csv"), ("rules-chexpert", preds / "gold_rules_chexpert.csv")],
@@ -125,6 +128,7 @@ def main() -> None:
             ("rules-improved", preds / "iu_rules_improved.csv"),
             ("rules-chexpert", preds / "iu_rules_chexpert.csv"),
             ("chexbert-published", paths["iu_chexbert"]),
+            ("rules-improved-findings-only", preds / "iu_findings_rules_improved.csv"),
         ],
         out / "iu_mesh_positive_only",
         "positive-only",

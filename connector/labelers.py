@@ -15,7 +15,7 @@ def make_labeler(settings: LabelerSettings) -> Labeler:
     if settings.kind == "rules":
         from connector.rules.labeler import RuleLabeler
 
-        return RuleLabeler()
+        return RuleLabeler(profile=settings.rules_profile)
     if settings.endpoint:
         if settings.api == "tgi":
             from inference_client.tgi import TGILabeler

@@ -42,6 +42,8 @@ class KafkaSettings(BaseModel):
 
 class LabelerSettings(BaseModel):
     kind: Literal["rules", "llm"] = "rules"
+    # Rule labeler profile: "improved" (LABELING_GUIDELINES.md) or "chexpert" (faithful CheXpert-style baseline).
+    rules_profile: Literal["improved", "chexpert"] = "improved"
     model: str | None = None  # local model directory (in-process)
     endpoint: str | None = None  # model server base URL
     api: Literal["openai", "tgi"] = "openai"

@@ -169,7 +169,7 @@ def to_markdown(ev: Evaluation) -> str:
         ),
         f"95% CI: {ev.resamples} bootstrap resamples of the reports (seed {ev.seed}), same resamples for every labeler.",
         "",
-        "## Mean weighted F1",
+        "## Mean weighted F1" if weighted_mode else "## Mean positive F1",
         "",
     ]
     if weighted_mode:
@@ -197,7 +197,8 @@ def to_markdown(ev: Evaluation) -> str:
             )
             + " |"
         )
-    for comps, title in ((ev.comparisons, "Paired comparisons (weighted F1 over the 14 observations)"),) + (
+    unit = "weighted F1" if weighted_mode else "positive F1"
+    for comps, title in ((ev.comparisons, f"Paired comparisons ({unit} over the 14 observations)"),) + (
         ((ev.comparisons_pos_neg, "Paired comparisons (positive+negative only)"),) if weighted_mode else ()
     ):
         if not comps:

@@ -209,7 +209,9 @@ CHEXPERT_UNCERTAIN = (
             "less likely",
         ),
     ),
-    Cue(Kind.UNCERTAIN, BOTH, ("may", "might", "would", "could")),
+    # A modal hedges what it governs ("may reflect atelectasis"), not its subject ("airspace disease, may reflect
+    # atelectasis" keeps the airspace disease positive, as CheXpert's own sample output shows).
+    Cue(Kind.UNCERTAIN, FWD, ("may", "might", "would", "could")),
     # "no opacity to suggest pneumonia" is CheXpert's "no NN to suggest X" negation: "suggest" must not cut the
     # scope of the "no" before it.
     Cue(Kind.UNCERTAIN, FWD, ("suggest", "suggests", "suggesting"), interrupts=False),
@@ -234,6 +236,9 @@ CHEXPERT_UNCERTAIN = (
             "may be present",
             "could be present",
             "might be present",
+            "may be seen",
+            "may be noted",
+            "may be developing",
             "may have this appearance",
         ),
         copula="optional",
@@ -280,6 +285,19 @@ IMPROVED_EXTRA = (
         ),
     ),
     Cue(Kind.UNCERTAIN, BWD, ("likely", "probable", "can't be excluded", "equivocal"), copula="optional"),
+    # ConText's hypothetical context: conditionals and disclaimers state nothing about the patient.
+    Cue(
+        Kind.HYPOTHETICAL,
+        FWD,
+        ("if", "if there is", "should there be", "in the event of", "in case of"),
+        interruptible=False,
+    ),
+    Cue(
+        Kind.HYPOTHETICAL,
+        BWD,
+        ("may not be (?:demonstrated|seen|visible|evident|detected|visualized)", "can be occult"),
+        copula="optional",
+    ),
     Cue(
         Kind.NEGATION,
         FWD,

@@ -65,7 +65,10 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
                 ctx = contexts.get(sentence_index)
                 if ctx is None:
                     ctx = contexts[sentence_index] = profile.cues.sentence_context(low, sentence.start, sentence.end)
-                certainty, weak = ctx.classify(start, end)
+                found, weak = ctx.classify(start, end)
+                if found is None:
+                    continue
+                certainty = found
                 if certainty is Certainty.POSITIVE:
                     if rule.abnormal is not None and not rule.abnormal.search(low, sentence.start, sentence.end):
                         continue

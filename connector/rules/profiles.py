@@ -93,6 +93,7 @@ IMPROVED_REPLACE: dict[str, dict[str, str | None]] = {
         "coil": rf"{_W}coils?{_E}",
     },
     "Edema": {"chf": rf"{_W}chf{_E}"},
+    "Lung Lesion": {"lump": rf"{_W}lumps?{_E}"},  # not "lumpectomy"
 }
 IMPROVED_ADD: dict[str, list[str]] = {
     "Support Devices": [
@@ -121,13 +122,19 @@ IMPROVED_ADD: dict[str, list[str]] = {
         rf"{_W}hazy",
         r"air\s*-?\s*space\s+(?:process|opacit)",
         r"interstitial\s+(?:prominence|changes?|disease|thickening|opacit)",
+        r"reticulo-?\s*nodular",
     ],
     "Lung Lesion": [r"(?:pulmonary|lung|parenchymal|spiculated)\s+lesions?"],
+    "Pneumonia": [r"pneumonitis"],
     "Edema": [r"vascular\s+congestion", r"pulmonary\s+congestion"],
     "Pleural Other": [
         r"pleural\s+(?:plaques?|calcifications?|scarring|reaction)",
         r"apical\s+(?:pleural\s+)?(?:cap|capping|thickening)",
         r"pleural[- ]parenchymal",
+        # fissures are pleura; the costophrenic angle is a pleural recess
+        r"fissural\s+thickening",
+        r"thickening\s+of\s+the\s+(?:minor|major|horizontal|oblique)\s+fissure",
+        r"scar[a-z]*\s+(?:at|of|in|involving)\s+the\s+(?:left\s+|right\s+)?costophrenic",
     ],
     "Fracture": [
         r"compression\s+deformit",
@@ -161,9 +168,13 @@ IMPROVED_ADD: dict[str, list[str]] = {
 }
 # "defib"/"tracheostomy" are devices; guidelines: devices do not block No Finding.
 IMPROVED_OTHER_DROPPED = ("defib", "tracheostomy")
+# CheXpert unmentions that misfire: "calcified nodul" also matches inside "uncalcified nodule".
+IMPROVED_UNMENTION_REPLACE: dict[str, dict[str, str | None]] = {
+    "Lung Lesion": {"calcified nodul": rf"{_W}calcified\s+nodul"},
+}
 IMPROVED_UNMENTION_ADD: dict[str, list[str]] = {
     "Lung Lesion": [
-        r"calcified\s+(?:[a-z]+\s+){0,2}nodul",
+        rf"{_W}calcified\s+(?:[a-z]+\s+){{0,2}}nodul",
         r"nodul[a-z]*,?\s+(?:(?:which|that)\s+)?(?:is|are|appears?)\s+(?:densely\s+)?calcified",
         r"nodul[a-z]*(?:\s+(?:opacit|densit)[a-z]*)?[^.;]{0,40}granulom",
         r"granulom[a-z]*[^.;]{0,30}nodul",
@@ -196,7 +207,9 @@ IMPROVED_UNMENTION_ADD: dict[str, list[str]] = {
         r"post-?\s*infectious",
         r"(?:prior|previous|old|remote)\s+(?:granulomatous\s+)?infection",
     ],
-    "Support Devices": [r"septal\s+lines", r"kerley\s+(?:b\s+)?lines"],
+    # "pleural line" is the sign of a pneumothorax, not a catheter
+    "Support Devices": [r"septal\s+lines", r"kerley\s+(?:b\s+)?lines", r"pleural\s+lines?"],
+    "Pleural Effusion": [r"(?:joint|knee|elbow|shoulder|hip)\s+effusions?"],
 }
 # Structure mentions (see MentionRule.abnormal): which phrases name a structure rather than a finding, and the
 # words that make a plain (unhedged, unnegated) mention of it positive.
@@ -242,6 +255,7 @@ IMPROVED_STRUCTURE_ADD: dict[str, list[str]] = {
 # "vascular prominence" rule); anything else about the vessels ("calcified vasculature") is no Edema mention.
 IMPROVED_VASCULAR = (
     r"pulmonary\s+(?:vascularity|vasculature|vascular\s+markings)",
+    r"vascular\s+markings",
     rf"{_W}vascularity",
     rf"{_W}vasculature",
 )
@@ -250,12 +264,18 @@ IMPROVED_SOFT_DROPPED = ("vascular congestion", "pulmonary congestion")  # guide
 IMPROVED_FIXED: tuple[tuple[str, str, Certainty], ...] = (
     (
         "Lung Opacity",
-        r"\blungs?(?:\s+fields?)?\s+(?:(?:are|is|remain|remains|appear|appears)\s+)?"
+        r"\blungs?(?:\s+(?:fields?|xxxx))?\s+(?:(?:are|is|remain|remains|appear|appears)\s+)?"
         r"(?:(?:otherwise|now|grossly|essentially|again|both|well[- ]expanded\s+and|hyperexpanded\s+and|"
         r"hyperinflated\s+and)\s+)*clear(?![a-z])",
         Certainty.NEGATIVE,
     ),
     ("Lung Opacity", r"(?<![a-z])clear\s+lungs?(?![a-z])", Certainty.NEGATIVE),
+    # same reading for the pleural spaces: no effusion
+    (
+        "Pleural Effusion",
+        r"\bpleural\s+spaces?\s+(?:(?:are|is|remain|remains|appear|appears)\s+)?(?:otherwise\s+)?clear(?![a-z])",
+        Certainty.NEGATIVE,
+    ),
 )
 
 
@@ -274,7 +294,7 @@ def get_profile(name: str) -> Profile:
         )
     mentions = _edit(mentions, IMPROVED_REPLACE, IMPROVED_ADD)
     mentions[OTHER] = [p for p in mentions[OTHER] if p not in IMPROVED_OTHER_DROPPED]
-    unmentions = _edit(unmentions, add=IMPROVED_UNMENTION_ADD)
+    unmentions = _edit(unmentions, IMPROVED_UNMENTION_REPLACE, IMPROVED_UNMENTION_ADD)
     dropped_soft = {chexpert_phrase_regex(p) for p in IMPROVED_SOFT_DROPPED}
     soft = {obs: [p for p in v if p not in dropped_soft] for obs, v in soft.items()}
     structures: list[tuple[str, list[str], str, bool]] = []

@@ -28,6 +28,7 @@ class Kind(str, Enum):
     NEGATION = "negation"
     UNCERTAIN = "uncertain"  # post-negation uncertainty ("may represent", "X or Y")
     TERMINATE = "terminate"  # ends every scope ("but", "which")
+    HYPOTHETICAL = "hypothetical"  # not a statement about this patient now ("if there is concern for X")
 
 
 class Direction(str, Enum):
@@ -62,12 +63,15 @@ class Cue:
     # ("no definite consolidation, no effusion": the second "no" decides effusion). Conjunction-like cues ("or")
     # do not interrupt: "no pneumothorax or effusion" is negative for both.
     interrupts: bool = True
+    # False: nothing interrupts this cue ("if there is concern for X": the hedge inside the conditional does not
+    # end the conditional).
+    interruptible: bool = True
 
 
 _COPULA = (
     r"(?:(?:is|are|was|were|appears?|appeared|remains?|remained|seems?|looks?|has been|have been|has|have)"
     r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all|the|"
-    r"xxxx|(?:stable|unchanged|normal)\s+and))*\s+)"
+    r"xxxx|[a-z]+\s+and))*\s+)"
 )
 # A verb in a gap marks a clause boundary (see module docstring).
 _VERB = re.compile(
@@ -190,10 +194,13 @@ class SentenceContext:
     cues: list[CueMatch]
     terminators: list[int]
 
-    def classify(self, start: int, end: int) -> tuple[Certainty, bool]:
-        """Certainty of the mention at [start, end) of this sentence, and whether it rests on weak hedges only."""
+    def classify(self, start: int, end: int) -> tuple[Certainty | None, bool]:
+        """Certainty of the mention at [start, end) of this sentence (None: hypothetical, so no mention), and
+        whether it rests on weak hedges only."""
         governing = [m.cue.cue for m in self.cues if self._governs(m, start, end)]
         kinds = {c.kind for c in governing}
+        if Kind.HYPOTHETICAL in kinds:
+            return None, False
         if Kind.PRE_UNCERTAIN in kinds:
             return Certainty.UNCERTAIN, False
         if Kind.NEGATION in kinds:
@@ -220,7 +227,7 @@ class SentenceContext:
             return False
         if any(gap_start <= t < gap_end for t in self.terminators):
             return False
-        if forward and any(
+        if forward and cue.interruptible and any(
             other.cue.cue.interrupts
             and other.cue.cue.kind is not cue.kind
             and other.cue.cue.direction is not Direction.BACKWARD

@@ -59,3 +59,12 @@ def test_empty_and_header_only_reports() -> None:
     # Nothing labelable: CheXpert's rule sets No Finding when nothing is positive or uncertain.
     assert label_report("").labels == {"No Finding": Certainty.POSITIVE}
     assert label_report("INDICATION: chest pain, pneumonia?").labels == {"No Finding": Certainty.POSITIVE}
+
+
+def test_factory_honours_rules_profile_setting() -> None:
+    from connector.labelers import make_labeler
+    from connector.settings import LabelerSettings
+
+    assert make_labeler(LabelerSettings()).info.version.endswith("+improved")
+    faithful = make_labeler(LabelerSettings(rules_profile="chexpert"))
+    assert isinstance(faithful, RuleLabeler) and faithful.profile == "chexpert"

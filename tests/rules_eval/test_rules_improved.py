@@ -55,6 +55,16 @@ CASES = [
     ("compression-deformity", "Mild compression deformity of T12.", "Fracture", P, None),
     ("loss-of-height", "Loss of vertebral body height at L1.", "Fracture", P, None),
     ("vertebral-collapse-not-atelectasis", "Vertebral body collapse at T8.", "Atelectasis", None, P),
+    ("fissural-thickening", "Interlobar fissural thickening.", "Pleural Other", P, None),
+    ("costophrenic-scarring", "Scarring at the left costophrenic angle.", "Pleural Other", P, None),
+    ("pleural-line-not-device", "No pleural line to suggest pneumothorax.", "Support Devices", None, N),
+    ("uncalcified-nodule", "A 7 mm uncalcified nodule in the lingula.", "Lung Lesion", P, None),
+    ("lumpectomy-not-lesion", "Surgical clips compatible with prior lumpectomy.", "Lung Lesion", None, P),
+    ("joint-effusion", "No acute fracture, dislocation or joint effusion.", "Pleural Effusion", None, N),
+    ("pleural-spaces-clear", "The pleural spaces are clear.", "Pleural Effusion", N, None),
+    ("vascular-markings", "Central vascular markings are symmetric and within normal limits.", "Edema", N, None),
+    ("reticulonodular", "Diffuse reticulonodular pattern in both lungs.", "Lung Opacity", P, None),
+    ("pneumonitis", "Patchy opacity concerning for atelectasis versus pneumonitis.", "Pneumonia", U, None),
     # -- cue changes ------------------------------------------------------------------------------------------
     ("history-is-present", "History of right rib fracture.", "Fracture", P, N),
     ("likely", "Likely atelectasis.", "Atelectasis", U, P),
@@ -67,6 +77,8 @@ CASES = [
     ("not-significantly-enlarged", "The heart is not significantly enlarged.", "Cardiomegaly", N, P),
     ("stable-after-copula", "Heart size is stable.", "Cardiomegaly", U, U),
     ("slash-alternatives", "Minimal bibasal subsegmental atelectasis/scar.", "Atelectasis", U, U),
+    ("hypothetical-if", "If there is concern for occult fracture, consider rib series.", "Fracture", None, U),
+    ("disclaimer", "Please note that fractures may not be demonstrated.", "Fracture", None, P),
     ("redacted-adverb", "Heart size is XXXX within normal limits.", "Cardiomegaly", N, N),
 ]
 
