@@ -92,10 +92,11 @@ class OpenAILabeler(HTTPLabeler):
         return models is not None and await self._discover(models)
 
     def request_body(self, report: str) -> dict[str, Any]:
-        assert self.preset is not None
+        if self.preset is None:
+            raise RuntimeError("response_format not resolved yet: call ready() or label first")
         body: dict[str, Any] = {
             "messages": build_messages(report),
-            # Greedy decoding: the same report always gets the same labels.
+            # Greedy decoding: no sampling randomness in labels (see docs/INFERENCE.md on server-side nondeterminism).
             "temperature": 0.0,
             "top_p": 1.0,
             "n": 1,
