@@ -27,8 +27,10 @@ def accession(i: int) -> str:
     return f"SYN{i:08d}"
 
 
-def oru_message(i: int, *, padding_lines: int = 12, mllp: bool = False) -> bytes:
-    """One ORU^R01 (HL7 v2.5.1) with a multi-line TX report; about 2 KB at the default padding."""
+def oru_message(i: int, *, padding_lines: int = 12, mllp: bool = False, status: str = "F",
+                control_id: str | None = None) -> bytes:
+    """One ORU^R01 (HL7 v2.5.1) with a multi-line TX report; about 2 KB at the default padding. ``status`` is
+    the report status (P/F/C); a new version of the same report shares ``i`` and takes its own ``control_id``."""
     family, given, mrn = PATIENTS[i % len(PATIENTS)]
     acc = accession(i)
     findings = [SENTENCES[(i + k) % len(SENTENCES)] for k in range(3)]
@@ -36,11 +38,12 @@ def oru_message(i: int, *, padding_lines: int = 12, mllp: bool = False) -> bytes
     lines += [f"Technique line {k}: PA and lateral views of the chest were obtained." for k in range(padding_lines)]
     lines += ["IMPRESSION:", findings[0]]
     segments = [
-        f"MSH|^~\\&|RIS|SYNHOSP|RADLABEL|SYNHOSP|20250101{i % 24:02d}0000||ORU^R01^ORU_R01|CTL{i:010d}|P|2.5.1",
+        f"MSH|^~\\&|RIS|SYNHOSP|RADLABEL|SYNHOSP|20250101{i % 24:02d}0000||ORU^R01^ORU_R01|{control_id or f'CTL{i:010d}'}|P|2.5.1",
         f"PID|1||{mrn}^^^SYNHOSP^MR||{family}^{given}||19700101|F",
         f"OBR|1|ORD{i:08d}|{acc}|71046^XR CHEST 2 VIEWS^CPT|||20250101{i % 24:02d}0000|||||||||||||||"
-        f"20250101{i % 24:02d}3000||CR|F",
+        f"20250101{i % 24:02d}3000||CR|{status}",
     ]
-    segments += [f"OBX|{k + 1}|TX|71046^XR CHEST 2 VIEWS^CPT|1|{line}||||||F" for k, line in enumerate(lines)]
+    segments += [f"OBX|{k + 1}|TX|71046^XR CHEST 2 VIEWS^CPT|1|{line}||||||{status}"
+                 for k, line in enumerate(lines)]
     body = ("\r".join(segments) + "\r").encode()
     return b"\x0b" + body + b"\x1c\r" if mllp else body
