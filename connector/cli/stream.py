@@ -24,17 +24,20 @@ def _settings(config: Path | None, kafka: dict[str, Any], labeler: dict[str, Any
     return load_settings(config, **overrides)
 
 
+def _first_error(exc: Any) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
 def _install_signal_handlers(stop: Any) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
 
 
-async def _run_connector(settings: Any) -> None:
-    from connector.labelers import make_labeler
+async def _run_connector(settings: Any, labeler: Any) -> None:
     from connector.stream.app import StreamApp
 
-    labeler = make_labeler(settings.labeler)
     fallback = None
     if settings.labeler.fallback_to_rules and settings.labeler.kind != "rules":
         from connector.rules.labeler import RuleLabeler
@@ -71,18 +74,24 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Optional[Path], typer.Option(help="YAML settings file")] = None,
     ) -> None:
         """Run the streaming connector until SIGTERM/SIGINT (finishes the batch in flight, commits, leaves)."""
+        from pydantic import ValidationError
+
         from connector.logging import configure_logging
 
-        settings = _settings(
-            config,
-            kafka=dict(bootstrap_servers=bootstrap_servers, input_topic=input_topic, output_topic=output_topic,
-                       dead_letter_topic=dead_letter_topic, group_id=group_id, max_batch=max_batch,
-                       non_oru=non_oru),
-            labeler=dict(kind=labeler, model=model, endpoint=endpoint, api=api, fallback_to_rules=fallback_to_rules),
-            http_port=http_port,
-        )
+        from connector.labelers import make_labeler
+
+        kafka = dict(bootstrap_servers=bootstrap_servers, input_topic=input_topic, output_topic=output_topic,
+                     dead_letter_topic=dead_letter_topic, group_id=group_id, max_batch=max_batch, non_oru=non_oru)
+        labeling = dict(kind=labeler, model=model, endpoint=endpoint, api=api, fallback_to_rules=fallback_to_rules)
+        try:
+            settings = _settings(config, kafka=kafka, labeler=labeling, http_port=http_port)
+            backend = make_labeler(settings.labeler)
+        except ValidationError as exc:
+            raise typer.BadParameter(_first_error(exc)) from None
+        except ValueError as exc:  # e.g. --labeler llm without --model or --endpoint
+            raise typer.BadParameter(str(exc)) from None
         configure_logging(settings.log_level, settings.log_json)
-        asyncio.run(_run_connector(settings))
+        asyncio.run(_run_connector(settings, backend))
 
     @app.command()
     def broker(
