@@ -26,9 +26,9 @@ from hl7apy.parser import parse_message
 from mappings.labels import LabelSet
 from mappings.vocabulary import Certainty
 
-from connector.fhir.bundle import build_bundle, bundle_bytes
+from connector.fhir.bundle import build_bundle, build_bundle_shared, bundle_bytes
 from connector.fhir.validate import validate_bundle
-from connector.pipeline import convert_reports, label_reports, parse_reports
+from connector.pipeline import build_validated_bundle, convert_reports, label_reports, parse_reports
 from connector.rules.labeler import RuleLabeler
 
 # A synthetic chest X-ray result shaped like a real RIS feed (PV1/ORC/OBR with the usual fields filled, report
@@ -47,6 +47,30 @@ SEGMENTS = [
 ]
 MESSAGE = ("\r".join(SEGMENTS) + "\r").encode("utf-8")
 MLLP = b"\x0b" + MESSAGE + b"\x1c\r"
+DISTINCT = 1000
+
+
+def distinct_messages(count: int = DISTINCT) -> list[bytes]:
+    """The same message with everything that differs between real messages made different in each copy (control
+    id, MRNs, name, birth date, accession/placer numbers, times, dates in the text), so that no per-value cache
+    (validated patients, ids, ...) can serve a repeat. Same size and structure as MESSAGE."""
+    families = ["TESTPATIENT", "EXAMPLE", "SAMPLE", "DEMO", "PLACEHOLDER", "FICTIONAL", "INVENTED"]
+    out = []
+    for i in range(count):
+        text = "\r".join(SEGMENTS) + "\r"
+        text = (
+            text.replace("BENCH000001", f"BENCH{i:06d}")
+            .replace("MRN7001234", f"MRN{7000000 + i * 7:07d}")
+            .replace("EPI99887766", f"EPI{99000000 + i * 13:08d}")
+            .replace("TESTPATIENT^ROBIN", f"{families[i % len(families)]}^ROBIN{i % 97}")
+            .replace("19620314", f"19{40 + i % 60:02d}{1 + i % 12:02d}{1 + i % 28:02d}")
+            .replace("ACC7001", f"ACC{7001 + i}")
+            .replace("PL7001", f"PL{7001 + i}")
+            .replace("202404120", f"2024{1 + i % 12:02d}{1 + i % 28:02d}0")
+            .replace("2024-03-02", f"2024-0{1 + i % 9}-{10 + i % 18}")
+        )
+        out.append(b"\x0b" + text.encode("utf-8") + b"\x1c\r")
+    return out
 
 
 def _labels() -> LabelSet:
@@ -78,10 +102,7 @@ def build_variants(loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], ob
         return bundle_bytes(bundle)
 
     def parse_fhir() -> bytes:
-        report = parse_reports(MLLP)[0]
-        bundle = build_bundle(report, fixed)
-        validate_bundle(bundle)
-        return bundle_bytes(bundle)
+        return build_validated_bundle(parse_reports(MLLP)[0], fixed)
 
     async def _end_to_end() -> list:
         reports = parse_reports(MLLP)
@@ -98,6 +119,18 @@ def build_variants(loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], ob
     def end_to_end_batch64() -> object:
         return loop.run_until_complete(_end_to_end_batch64())
 
+    messages = distinct_messages()
+    position = [0]
+
+    async def _end_to_end_distinct() -> list:
+        raw = messages[position[0] % len(messages)]
+        position[0] += 1
+        reports = parse_reports(raw)
+        return convert_reports(reports, await label_reports(reports, labeler))  # type: ignore[arg-type]
+
+    def end_to_end_distinct() -> object:
+        return loop.run_until_complete(_end_to_end_distinct())
+
     return {
         "hl7apy parse_message (tolerant, no groups)": hl7apy_parse,
         "python-hl7 hl7.parse": python_hl7_parse,
@@ -106,6 +139,7 @@ def build_variants(loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], ob
         "parse + FHIR bundle, hot-path validation": parse_fhir,
         "END TO END: parse + rules + validated bundle": end_to_end,
         "END TO END, 64 messages per labeler batch": end_to_end_batch64,
+        f"END TO END, {DISTINCT:,} distinct messages in turn": end_to_end_distinct,
     }
 
 
@@ -116,7 +150,7 @@ def messages_per_call(name: str) -> int:
 def run(seconds: float, rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     loop = asyncio.new_event_loop()
     variants = build_variants(loop)
-    for fn in variants.values():  # warm-up: imports, caches, validated shapes
+    for fn in variants.values():  # warm-up: imports, caches, validated shapes (one message, not all of them)
         fn()
     rates: dict[str, list[float]] = {name: [] for name in variants}
     cpu_rates: dict[str, list[float]] = {name: [] for name in variants}
@@ -140,15 +174,49 @@ def run(seconds: float, rounds: int) -> tuple[dict[str, list[float]], dict[str, 
     return rates, cpu_rates
 
 
+def stages(repeat: int = 3, count: int = 2000) -> dict[str, float]:
+    """CPU ms per message for each stage of the end-to-end path, over the distinct messages (median of ``repeat``)."""
+    loop = asyncio.new_event_loop()
+    labeler = RuleLabeler()
+    messages = distinct_messages()
+    reports = [parse_reports(raw) for raw in messages]
+    labels = [loop.run_until_complete(label_reports(r, labeler)) for r in reports]
+    shared = [build_bundle_shared(r[0], ls[0]) for r, ls in zip(reports, labels)]
+    work = {
+        "parse_reports": lambda i: parse_reports(messages[i]),
+        "rule labeler (label_reports, one event-loop run)": lambda i: loop.run_until_complete(
+            label_reports(reports[i], labeler)
+        ),
+        "FHIR build (build_bundle_shared)": lambda i: build_bundle_shared(reports[i][0], labels[i][0]),  # type: ignore[arg-type]
+        "FHIR hot-path validation": lambda i: validate_bundle(shared[i]),
+        "canonical JSON (bundle_bytes)": lambda i: bundle_bytes(shared[i]),
+        "convert_reports (build + validate + JSON + Converted)": lambda i: convert_reports(reports[i], labels[i]),  # type: ignore[arg-type]
+    }
+    out: dict[str, list[float]] = {name: [] for name in work}
+    for _ in range(repeat):
+        for name, fn in work.items():
+            start = time.process_time()
+            for i in range(count):
+                fn(i % len(messages))
+            out[name].append((time.process_time() - start) * 1000 / count)
+    loop.close()
+    return {name: round(statistics.median(v), 3) for name, v in out.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=2.0, help="per variant per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this core (default: the last one)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--stages", action="store_true", help="print CPU ms per stage instead")
     args = parser.parse_args()
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
+    if args.stages:
+        for name, ms in stages().items():
+            print(f"{name:56s} {ms:.3f} ms")
+        return
     load_before = os.getloadavg()
     rates, cpu_rates = run(args.seconds, args.rounds)
     load_after = os.getloadavg()

@@ -135,10 +135,8 @@ class _NotJson(Exception):
     pass
 
 
-def _skeleton(node: object, spec: dict | _Leaf, leaves: list[tuple[_Leaf, object]]) -> object:
-    if isinstance(spec, _Leaf):
-        leaves.append((spec, node))
-        return spec.token
+def _skeleton(node: object, spec: dict, leaves: list[tuple[_Leaf, object]]) -> object:
+    """``node`` with the values at the spec's paths replaced by their type's token (collected into ``leaves``)."""
     if type(node) is dict:
         # Only the variable elements are replaced; the rest is shared as it is (serialised with the skeleton).
         copy = None
@@ -146,10 +144,17 @@ def _skeleton(node: object, spec: dict | _Leaf, leaves: list[tuple[_Leaf, object
             if key in node:
                 if copy is None:
                     copy = dict(node)
-                copy[key] = _skeleton(node[key], sub, leaves)
+                if type(sub) is _Leaf:
+                    leaves.append((sub, node[key]))
+                    copy[key] = sub.token
+                else:
+                    copy[key] = _skeleton(node[key], sub, leaves)
         return node if copy is None else copy
     if type(node) is list and "*" in spec:
         item = spec["*"]
+        if type(item) is _Leaf:
+            leaves.extend((item, value) for value in node)
+            return [item.token] * len(node)
         return [_skeleton(value, item, leaves) for value in node]
     return node  # not the expected container: kept as it is, so it is part of the skeleton (full validation judges)
 
@@ -185,10 +190,25 @@ class BundleValidator:
             return
         # The same reference, time or id recurs in many resources of a bundle: each is checked once per bundle.
         checked: set[tuple[str, str]] = set()
-        self._validate_fast("Bundle", envelope, lambda: _validate_model("Bundle", envelope), checked)
-        for index, entry in enumerate(entries):
-            head = {k: v for k, v in entry.items() if k != "resource"}
-            self._validate_fast("BundleEntry", head, lambda: _validate_entry(index, entry), checked)
+
+        def whole_envelope() -> None:
+            _validate_model("Bundle", envelope)
+            for index, entry in enumerate(entries):
+                _validate_entry(index, entry)
+
+        # The envelope and all entry heads (fullUrl, request) form one skeleton: one lookup instead of one per entry.
+        leaves: list[tuple[_Leaf, object]] = []
+        try:
+            skeleton = [
+                _skeleton(envelope, _SPECS["Bundle"], leaves),
+                [_skeleton({k: v for k, v in e.items() if k != "resource"}, _SPECS["BundleEntry"], leaves) for e in entries],
+            ]
+            key = b"Envelope\x00" + orjson.dumps(skeleton, option=_DUMPS_OPTIONS)
+        except TypeError:
+            whole_envelope()
+        else:
+            self._check(key, leaves, whole_envelope, checked)
+        for entry in entries:
             if entry.get("resource") is not None:
                 self._validate_resource(entry["resource"], checked)
 
@@ -219,6 +239,15 @@ class BundleValidator:
         except _NotJson:
             validate_whole()
             return
+        self._check(key, leaves, validate_whole, checked)
+
+    def _check(
+        self,
+        key: bytes,
+        leaves: list[tuple[_Leaf, object]],
+        validate_whole: typing.Callable[[], None],
+        checked: set[tuple[str, str]],
+    ) -> None:
         if key not in self._shapes:
             validate_whole()  # raises if invalid; valid: this skeleton is known good from now on
             if len(self._shapes) >= _MAX_SHAPES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import date, datetime
 from typing import Literal
@@ -16,9 +17,18 @@ SECTION_NAMES: tuple[str, ...] = ("indication", "comparison", "findings", "impre
 ReportStatus = Literal["P", "F", "C", "X"]
 
 
+_NAMESPACE_BYTES = RADLABEL_NAMESPACE.bytes
+
+
 def mint_id(*parts: str) -> str:
-    """Deterministic resource id: UUIDv5 over the parts joined with '|'."""
-    return str(uuid.uuid5(RADLABEL_NAMESPACE, "|".join(parts)))
+    """Deterministic resource id: UUIDv5 over the parts joined with '|'. Same value as
+    ``str(uuid.uuid5(RADLABEL_NAMESPACE, name))`` (a test checks), without building a UUID object: ~20 ids per
+    bundle made this a measurable share of the FHIR step."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "|".join(parts).encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Identifier(BaseModel):

@@ -1,0 +1,206 @@
+"""The hot-path shortcuts (benchmarks/hl7_path.md) give exactly what the plain library calls give:
+projected python-hl7 parsing vs. hl7.parse of the whole message, skeleton validation vs. full fhir.resources
+validation (including for invalid values at every variable path), orjson vs. json canonical bytes, mint_id vs.
+uuid.uuid5."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+import hl7
+import pytest
+
+from mappings.labels import LabelerInfo, LabelSet
+from mappings.vocabulary import OBSERVATIONS
+
+import connector.hl7.parse as parse_module
+from connector.fhir import validate as validate_module
+from connector.fhir.bundle import build_bundle, build_bundle_shared, bundle_bytes
+from connector.fhir.validate import BundleValidator, InvalidResource
+from connector.hl7.errors import MessageRejected
+from connector.hl7.framing import split_messages, unframe
+from connector.hl7.models import RADLABEL_NAMESPACE, mint_id
+from connector.pipeline import build_validated_bundle, parse_reports
+
+from tests.hl7_fhir.conftest import FIXTURES, SAMPLES, N, P, U, shared_root
+
+INFO = LabelerInfo(name="rules", version="1.0.0")
+
+
+def _messages(include_shared: bool = True) -> list[bytes]:
+    paths = sorted(SAMPLES.glob("*.hl7")) + sorted(FIXTURES.glob("*.hl7")) + [FIXTURES / "garbage.bin"]
+    root = shared_root()
+    if include_shared and root is not None and (root / "data" / "hl7v2").is_dir():
+        paths += sorted(p for p in (root / "data" / "hl7v2").rglob("*") if p.is_file())[:200]
+    return [raw for path in paths for raw in split_messages(path.read_bytes())]
+
+
+def _outcome(raw: bytes):
+    try:
+        return parse_reports(raw)
+    except MessageRejected as exc:
+        return ("rejected", exc.reason)
+
+
+def test_projected_parse_extracts_what_a_whole_message_parse_does(monkeypatch):
+    messages = _messages()
+    fast = [_outcome(raw) for raw in messages]
+    # Reference: the stock hl7.parse given whole segments (those parse.py reads; others are never parsed).
+    monkeypatch.setattr(
+        parse_module,
+        "_project",
+        lambda text: "\r".join(s for s in text.split("\r") if s[:3] in parse_module._READ_SEGMENTS),
+    )
+    monkeypatch.setattr(parse_module, "_hl7_parse", hl7.parse)
+    reference = [_outcome(raw) for raw in messages]
+    assert len(messages) >= 25
+    assert sum(isinstance(o, list) for o in fast) >= 15  # converted ones are compared field by field, not only rejections
+    assert fast == reference
+
+
+def _tree(container: object) -> object:
+    if isinstance(container, str):
+        return container
+    return (type(container).__name__, [_tree(x) for x in container])  # type: ignore[union-attr]
+
+
+def test_reused_plan_builds_the_containers_hl7_parse_builds():
+    checked = 0
+    for raw in _messages(include_shared=False):
+        body = unframe(raw).body
+        if not body.startswith(b"MSH"):
+            continue
+        text = body.decode("utf-8", "replace")
+        assert _tree(parse_module._hl7_parse(text)) == _tree(hl7.parse(text))
+        checked += 1
+    assert checked >= 15
+
+
+def test_mint_id_is_uuid5():
+    for parts in [("a",), ("Observation", "HOSP|ACC1", "Edema"), ("Patient", "é|\u2028", ""), ("x" * 500,)]:
+        assert mint_id(*parts) == str(uuid.uuid5(RADLABEL_NAMESPACE, "|".join(parts)))
+
+
+def _bundles() -> list[dict]:
+    label_sets = [
+        LabelSet(labels={}, labeler=INFO),
+        LabelSet(labels={"No Finding": P}, labeler=INFO, fallback=True),
+        LabelSet(labels={name: (U if i % 2 else N) for i, name in enumerate(OBSERVATIONS) if name != "No Finding"}, labeler=INFO),
+    ]
+    bundles = []
+    for raw in _messages(include_shared=False):
+        outcome = _outcome(raw)
+        if isinstance(outcome, list):
+            bundles += [build_bundle(report, labels) for report in outcome for labels in label_sets]
+    return bundles
+
+
+def test_canonical_bytes_are_those_of_json_dumps():
+    bundles = _bundles()
+    assert len(bundles) >= 45
+    for bundle in bundles:
+        expected = json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        assert bundle_bytes(bundle) == expected
+    with pytest.raises(TypeError):  # like json.dumps: no silent conversion of non-JSON values
+        bundle_bytes({"when": datetime(2024, 1, 1)})
+
+
+def test_build_bundle_is_independent_of_the_shared_constant_parts():
+    report = parse_reports((FIXTURES / "v23_tx_mllp.hl7").read_bytes())[0]
+    labels = LabelSet(labels={"Edema": P}, labeler=INFO)
+    before = build_validated_bundle(report, labels)
+    mutated = build_bundle(report, labels)
+    for entry in mutated["entry"]:
+        resource = entry["resource"]
+        for element in ("code", "category", "method", "valueCodeableConcept"):
+            if isinstance(resource.get(element), dict):
+                resource[element]["text"] = "changed"
+    assert build_validated_bundle(report, labels) == before
+    assert bundle_bytes(build_bundle_shared(report, labels)) == before
+
+
+_BAD_VALUES = ["", " ", "a  b", " lead", "trail ", "two\nlines", "\x01", "2024-13-45", "1962-02-30", "20240412",
+               "2024-04-12T25:00:00+00:00", "2024-04-12T09:30:00+15:00", "Patient/", "x" * 300, "urn:uuid:not a uuid",
+               5, None, ["list"], {"dict": 1}]
+
+
+def _variable_locations(node: object, spec: object, path: tuple = ()) -> list[tuple]:
+    """Every (path to a value) that the validator treats as variable in this resource."""
+    if isinstance(spec, validate_module._Leaf):
+        return [path]
+    out = []
+    if isinstance(node, dict):
+        for key, sub in spec.items():  # type: ignore[union-attr]
+            if key in node:
+                out += _variable_locations(node[key], sub, path + (key,))
+    elif isinstance(node, list) and "*" in spec:  # type: ignore[operator]
+        for i, value in enumerate(node):
+            out += _variable_locations(value, spec["*"], path + (i,))  # type: ignore[index]
+    return out
+
+
+def _set(node: object, path: tuple, value: object) -> None:
+    for key in path[:-1]:
+        node = node[key]  # type: ignore[index]
+    node[path[-1]] = value  # type: ignore[index]
+
+
+def _verdict(check) -> str:
+    try:
+        check()
+        return "valid"
+    except InvalidResource:
+        return "invalid"
+
+
+def test_skeleton_validation_agrees_with_full_validation_at_every_variable_path():
+    """Oracle: fhir.resources on the whole bundle. A warmed validator (every skeleton already cached) must give the
+    same verdict for each bad value at each variable path of each resource type, and for structural changes."""
+    report = parse_reports((FIXTURES / "v251_ft_escapes_crlf_bom.hl7").read_bytes())[0]
+    labels = LabelSet(labels={"Edema": P, "Pneumonia": U, "Pneumothorax": N}, labeler=INFO)
+    fast = BundleValidator()
+    base = build_bundle(report, labels)
+    fast.validate(base)
+    compared = invalid = 0
+    for index, entry in enumerate(base["entry"][:4] + base["entry"][-1:]):  # Patient, DR, 2 Observations, Provenance
+        position = base["entry"].index(entry)
+        resource_type = entry["resource"]["resourceType"]
+        for location in _variable_locations(entry["resource"], validate_module._SPECS[resource_type]):
+            for bad in _BAD_VALUES:
+                bundle = json.loads(json.dumps(base))
+                _set(bundle["entry"][position]["resource"], location, bad)
+                full = _verdict(lambda: BundleValidator().validate(bundle, full=True))
+                assert _verdict(lambda: fast.validate(bundle)) == full, (resource_type, location, bad)
+                compared += 1
+                invalid += full == "invalid"
+        # structure: an unknown element, a required element removed, an element of the wrong kind
+        required = {"Patient": None, "DiagnosticReport": "code", "Observation": "code", "Provenance": "recorded"}
+        for change in ("add", "remove", "kind"):
+            bundle = json.loads(json.dumps(base))
+            resource = bundle["entry"][position]["resource"]
+            if change == "add":
+                resource["notAnElement"] = "x"
+            elif change == "remove":
+                if required[resource_type] is None:
+                    continue
+                resource.pop(required[resource_type])
+            else:
+                resource["identifier" if resource_type == "Patient" else "id"] = {"value": "x"}
+            assert _verdict(lambda: fast.validate(bundle)) == "invalid", (resource_type, change)
+            assert _verdict(lambda: BundleValidator().validate(bundle, full=True)) == "invalid"
+    # envelope and entries
+    for mutate in (
+        lambda b: b.__setitem__("timestamp", "yesterday"),
+        lambda b: b.__setitem__("id", "has space"),
+        lambda b: b["entry"][2].__setitem__("fullUrl", 7),
+        lambda b: b["entry"][2]["request"].__setitem__("url", None),
+    ):
+        bundle = json.loads(json.dumps(base))
+        mutate(bundle)
+        full = _verdict(lambda: BundleValidator().validate(bundle, full=True))
+        assert _verdict(lambda: fast.validate(bundle)) == full
+        invalid += full == "invalid"
+    assert compared >= 400
+    assert invalid >= 200  # the bad values do fail: the comparison is not between two accepting validators
