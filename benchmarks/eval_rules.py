@@ -32,7 +32,12 @@ sys.path.insert(0, str(REPO))
 from connector.evaluate.io import write_labels  # noqa: E402
 from mappings.vocabulary import OBSERVATIONS  # noqa: E402
 
-SECTIONS = (("indication", "INDICATION"), ("comparison", "COMPARISON"), ("findings", "FINDINGS"), ("impression", "IMPRESSION"))
+SECTIONS = (
+    ("indication", "INDICATION"),
+    ("comparison", "COMPARISON"),
+    ("findings", "FINDINGS"),
+    ("impression", "IMPRESSION"),
+)
 
 
 def shared_dir() -> Path:

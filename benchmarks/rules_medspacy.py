@@ -21,7 +21,12 @@ from medspacy.ner import TargetRule
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RADLABEL_SHARED", REPO.parent / "shared"))
-SECTIONS = (("indication", "INDICATION"), ("comparison", "COMPARISON"), ("findings", "FINDINGS"), ("impression", "IMPRESSION"))
+SECTIONS = (
+    ("indication", "INDICATION"),
+    ("comparison", "COMPARISON"),
+    ("findings", "FINDINGS"),
+    ("impression", "IMPRESSION"),
+)
 
 
 def reports() -> list[str]:
@@ -52,7 +57,9 @@ def main() -> None:
             [(e.label_, e._.is_negated, e._.is_uncertain) for e in doc.ents]
         cpu_rates.append(len(texts) / (time.process_time() - cpu))
         rates.append(len(texts) / (time.perf_counter() - wall))
-    print(f"medspacy {medspacy.__version__}: pipeline {nlp.pipe_names}, {len(rules)} target rules, {len(texts)} reports")
+    print(
+        f"medspacy {medspacy.__version__}: pipeline {nlp.pipe_names}, {len(rules)} target rules, {len(texts)} reports"
+    )
     print(f"median reports/s: CPU time {statistics.median(cpu_rates):,.0f}, wall {statistics.median(rates):,.0f}")
     print(f"load average at end: {os.getloadavg()[0]:.2f}", file=sys.stderr)
 

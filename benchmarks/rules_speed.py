@@ -43,7 +43,6 @@ def load_reports() -> tuple[list[str], str]:
     if path.is_file():
         sys.path.insert(0, str(REPO / "benchmarks"))
         import pandas as pd
-
         from eval_rules import iu_report_text  # type: ignore[import-not-found]
 
         frame = pd.read_csv(path, dtype=str)

@@ -22,7 +22,8 @@ def _parse_pred(value: str) -> tuple[str, Path]:
 def evaluate_command(
     truth: Annotated[Path, typer.Option("--truth", help="truth label CSV (id + 14 observation columns)")],
     pred: Annotated[
-        list[str], typer.Option("--pred", help="NAME=PRED.csv; repeat for several labelers (the first is the reference)")
+        list[str],
+        typer.Option("--pred", help="NAME=PRED.csv; repeat for several labelers (the first is the reference)"),
     ],
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     mode: Annotated[

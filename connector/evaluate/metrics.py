@@ -23,9 +23,8 @@ from typing import Literal
 import numpy as np
 from sklearn.metrics import cohen_kappa_score, f1_score
 
-from mappings.vocabulary import NO_FINDING, OBSERVATIONS
-
 from connector.evaluate.io import NEGATIVE, POSITIVE, UNCERTAIN
+from mappings.vocabulary import NO_FINDING, OBSERVATIONS
 
 Mode = Literal["weighted", "positive-only"]
 MODES: tuple[str, ...] = ("weighted", "positive-only")
@@ -86,7 +85,9 @@ def observation_scores(y_true: np.ndarray, y_pred: np.ndarray, observation: str,
     """Scores for one observation column (codes 1/0/-1/NaN; already binarised in positive-only mode)."""
     counts = {name: int(np.sum(y_true == code)) for name, code in CLASS_CODES.items()}
     classes = scored_classes(observation, mode)
-    f1s = {name: (class_f1(y_true, y_pred, CLASS_CODES[name]) if name in classes else float("nan")) for name in CLASS_CODES}
+    f1s = {
+        name: (class_f1(y_true, y_pred, CLASS_CODES[name]) if name in classes else float("nan")) for name in CLASS_CODES
+    }
     kappa_true = np.where(np.isnan(y_true), _BLANK, y_true)
     kappa_pred = np.where(np.isnan(y_pred), _BLANK, y_pred)
     with warnings.catch_warnings():

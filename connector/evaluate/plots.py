@@ -38,9 +38,7 @@ def f1_bars(
     plt.close(fig)
 
 
-def f1_diff_heatmap(
-    f1: Mapping[str, Sequence[float]], observations: Sequence[str], path: Path, title: str
-) -> None:
+def f1_diff_heatmap(f1: Mapping[str, Sequence[float]], observations: Sequence[str], path: Path, title: str) -> None:
     """Rows: "first vs other" for every other labeler; cells: |F1_first - F1_other| per observation."""
     names = list(f1)
     first = np.asarray(f1[names[0]], dtype=float)
@@ -57,8 +55,15 @@ def f1_diff_heatmap(
             for j in range(diffs.shape[1]):
                 value = diffs[i, j]
                 text = "n/a" if np.isnan(value) else f"{value:.2f}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=10,
-                        color="white" if not np.isnan(value) and value > 0.6 * vmax else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=10,
+                    color="white" if not np.isnan(value) and value > 0.6 * vmax else "black",
+                )
         fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01, label="|ΔF1|")
     else:
         ax.text(0.5, 0.5, "only one labeler: nothing to compare", ha="center", va="center", transform=ax.transAxes)

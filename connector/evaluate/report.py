@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mappings.vocabulary import OBSERVATIONS
-
 from connector.evaluate import plots
 from connector.evaluate.io import align, read_labels
 from connector.evaluate.metrics import (
@@ -31,6 +29,7 @@ from connector.evaluate.stats import (
     multiplicities,
     percentile_ci,
 )
+from mappings.vocabulary import OBSERVATIONS
 
 
 @dataclass
@@ -167,7 +166,8 @@ def to_markdown(ev: Evaluation) -> str:
             if not weighted_mode
             else ""
         ),
-        f"95% CI: {ev.resamples} bootstrap resamples of the reports (seed {ev.seed}), same resamples for every labeler.",
+        f"95% CI: {ev.resamples} bootstrap resamples of the reports (seed {ev.seed}), "
+        "same resamples for every labeler.",
         "",
         "## Mean weighted F1" if weighted_mode else "## Mean positive F1",
         "",
@@ -262,8 +262,24 @@ def write_csv(ev: Evaluation, path: Path) -> None:
                 d = r.scores[o].as_dict()
                 writer.writerow([r.name, o, *(_cell(d[c]) for c in CSV_COLUMNS[2:12]), "", "", "", ""])
             writer.writerow(
-                [r.name, "Mean", "", "", "", _cell(r.mean_weighted_f1), _cell(r.mean_weighted_f1_pos_neg), "",
-                 "", "", "", "", _cell(r.ci[0]), _cell(r.ci[1]), _cell(r.ci_pos_neg[0]), _cell(r.ci_pos_neg[1])]
+                [
+                    r.name,
+                    "Mean",
+                    "",
+                    "",
+                    "",
+                    _cell(r.mean_weighted_f1),
+                    _cell(r.mean_weighted_f1_pos_neg),
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    _cell(r.ci[0]),
+                    _cell(r.ci[1]),
+                    _cell(r.ci_pos_neg[0]),
+                    _cell(r.ci_pos_neg[1]),
+                ]
             )
 
 
@@ -289,9 +305,5 @@ def write_outputs(ev: Evaluation, out_dir: str | Path) -> dict[str, Path]:
     label = "weighted F1" if ev.mode == "weighted" else "positive F1 (positive-only truth)"
     subtitle = f"{Path(ev.truth_path).name}, n={ev.n_reports}"
     plots.f1_bars(ev.weighted(), OBSERVATIONS, paths["bars"], f"Per-observation {label} ({subtitle})", label)
-    plots.f1_diff_heatmap(
-        ev.weighted(), OBSERVATIONS, paths["heatmap"], f"Absolute {label} differences ({subtitle})"
-    )
+    plots.f1_diff_heatmap(ev.weighted(), OBSERVATIONS, paths["heatmap"], f"Absolute {label} differences ({subtitle})")
     return paths
-
-

@@ -19,6 +19,14 @@ _CARDIOMEDIASTINAL = r"cardiomediastin|pericardial|mediastin|contour|configurati
 # Prepositions and conjunctions that end the scope of an attributive adjective ("normal heart WITH edema").
 _ADJ_STOP = r"\b(?:with|without|in|at|on|to|from|for|and\s+(?:a|an|the|mild|small|large|moderate))\b|,"
 
+_POST_ADJECTIVES = ("possible", "suspected", "questioned", "less likely", "obscured")
+_IMPROVED_POST_ADJECTIVES = ("likely", "probable", "equivocal")
+# ... unless they modify a following verb: in "opacities likely represent atelectasis" the opacities are stated.
+_NOT_ADVERB = (
+    r"(?!\s+(?:represents?|representing|reflects?|reflecting|indicates?|relates?|related|due|secondary|"
+    r"caused|from))"
+)
+
 TERMINATORS = Cue(
     Kind.TERMINATE,
     BOTH,
@@ -215,14 +223,16 @@ CHEXPERT_UNCERTAIN = (
     # "no opacity to suggest pneumonia" is CheXpert's "no NN to suggest X" negation: "suggest" must not cut the
     # scope of the "no" before it.
     Cue(Kind.UNCERTAIN, FWD, ("suggest", "suggests", "suggesting"), interrupts=False),
+    *(
+        # "pneumonia is suspected" / "pneumonia suspected" hedge the noun before them, but in "opacity, possible
+        # pneumonia" the adjective belongs to what follows: without a copula only the adjacent words count.
+        Cue(Kind.UNCERTAIN, BWD, _POST_ADJECTIVES, copula="required"),
+        Cue(Kind.UNCERTAIN, BWD, tuple(p + _NOT_ADVERB for p in _POST_ADJECTIVES), window=1, stop=r"[,;:]"),
+    ),
     Cue(
         Kind.UNCERTAIN,
         BWD,
         (
-            "possible",
-            "suspected",
-            "questioned",
-            "less likely",
             "poorly evaluated",
             "incompletely evaluated",
             "not well evaluated",
@@ -231,7 +241,6 @@ CHEXPERT_UNCERTAIN = (
             "not clearly seen",
             "not clearly visualized",
             "not appreciated",
-            "obscured",
             "could appear",
             "may be present",
             "could be present",
@@ -259,9 +268,7 @@ CHEXPERT_UNCERTAIN = (
     ),
 )
 
-CHEXPERT_CUES = CueSet(
-    (TERMINATORS, PSEUDO, *CHEXPERT_PRE_UNCERTAIN, *CHEXPERT_NEGATION, *CHEXPERT_UNCERTAIN)
-)
+CHEXPERT_CUES = CueSet((TERMINATORS, PSEUDO, *CHEXPERT_PRE_UNCERTAIN, *CHEXPERT_NEGATION, *CHEXPERT_UNCERTAIN))
 
 # -- improvements toward LABELING_GUIDELINES.md ----------------------------------------------------------------
 IMPROVED_EXTRA = (
@@ -277,14 +284,14 @@ IMPROVED_EXTRA = (
             "suggestive of",
             "equivocal",
             "indeterminate",
-            "can't exclude",
-            "difficult to exclude",
             "question",
             "represents",
             "representing",
         ),
     ),
-    Cue(Kind.UNCERTAIN, BWD, ("likely", "probable", "can't be excluded", "equivocal"), copula="optional"),
+    Cue(Kind.UNCERTAIN, BWD, _IMPROVED_POST_ADJECTIVES, copula="required"),
+    Cue(Kind.UNCERTAIN, BWD, tuple(p + _NOT_ADVERB for p in _IMPROVED_POST_ADJECTIVES), window=1, stop=r"[,;:]"),
+    Cue(Kind.UNCERTAIN, BWD, ("can't be excluded",), copula="optional"),
     # ConText's hypothetical context: conditionals and disclaimers state nothing about the patient.
     Cue(
         Kind.HYPOTHETICAL,
@@ -301,7 +308,15 @@ IMPROVED_EXTRA = (
     Cue(
         Kind.NEGATION,
         FWD,
-        ("free", "resolving", "interval resolution of", "no radiographic evidence of", "no findings of", "no sign of", "no signs of"),
+        (
+            "free",
+            "resolving",
+            "interval resolution of",
+            "no radiographic evidence of",
+            "no findings of",
+            "no sign of",
+            "no signs of",
+        ),
     ),
     Cue(
         Kind.NEGATION,
@@ -320,10 +335,12 @@ IMPROVED_EXTRA = (
         ),
         copula="optional",
     ),
+    # Pre-negation kind: these phrases contain "normal"/"exclude", which must not turn them into negations.
+    Cue(Kind.PRE_UNCERTAIN, FWD, ("can't exclude", "difficult to exclude", "can not be ruled out")),
     Cue(
-        Kind.UNCERTAIN,
+        Kind.PRE_UNCERTAIN,
         BOTH,
-        ("(?:at )?(?:the )?upper limits? of normal", "(?:at )?(?:the )?(?:top|high|upper)[- ]normal(?: limits?)?"),
+        ("upper limits? of normal", "top[- ]normal(?: limits?)?", "high[- ]normal(?: limits?)?", "upper[- ]normal"),
         window=3,
         copula="optional",
     ),
@@ -332,7 +349,12 @@ IMPROVED_EXTRA = (
     Cue(
         Kind.UNCERTAIN,
         FWD,
-        ("differential diagnos[ie]s", "differential considerations?", "differential includes", "considerations include"),
+        (
+            "differential diagnos[ie]s",
+            "differential considerations?",
+            "differential includes",
+            "considerations include",
+        ),
         clause=False,
     ),
 )

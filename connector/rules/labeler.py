@@ -7,17 +7,15 @@ in the async :class:`mappings.labels.Labeler` interface the connector and the CL
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from mappings.labels import Labeler, LabelerInfo, LabelSet, Span
-from mappings.vocabulary import NO_FINDING, OBSERVATIONS, PRECEDENCE, SUPPORT_DEVICES, Certainty
 
 from connector.rules.mentions import CARDIOMEGALY, OTHER
 from connector.rules.profiles import PROFILES, Profile, get_profile
 from connector.rules.scope import SentenceContext
 from connector.rules.text import Sentence, lower, split_sentences
+from mappings.labels import Labeler, LabelerInfo, LabelSet, Span
+from mappings.vocabulary import NO_FINDING, OBSERVATIONS, PRECEDENCE, SUPPORT_DEVICES, Certainty
 
 __all__ = ["RULES_VERSION", "Mention", "RuleLabeler", "find_mentions", "label_report"]
 
@@ -47,6 +45,7 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
     # sentence boundary is no mention): one regex call per rule instead of one per rule and sentence.
     scan_start, scan_end = sentences[0].start, sentences[-1].end
     contexts: dict[int, SentenceContext] = {}
+    unmentioned: dict[tuple[int, int], list[tuple[int, int]]] = {}
     out: list[Mention] = []
     for rule in profile.rules:
         for start, end in rule.finditer(low, scan_start, scan_end):
@@ -56,8 +55,15 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
             sentence = sentences[sentence_index]
             if end > sentence.end:
                 continue
-            if rule.unmention is not None and _overlaps(rule.unmention, low, sentence, start, end):
-                continue
+            if rule.unmention is not None:
+                key = (id(rule), sentence_index)
+                blocked = unmentioned.get(key)
+                if blocked is None:
+                    blocked = unmentioned[key] = [
+                        u.span() for u in rule.unmention.finditer(low, sentence.start, sentence.end)
+                    ]
+                if any(u_start < end and start < u_end for u_start, u_end in blocked):
+                    continue
             weak = False
             if rule.fixed is not None:
                 certainty = rule.fixed
@@ -78,11 +84,9 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
     return out
 
 
-def _overlaps(unmention: re.Pattern[str], low: str, sentence: Sentence, start: int, end: int) -> bool:
-    return any(u.start() < end and start < u.end() for u in unmention.finditer(low, sentence.start, sentence.end))
-
-
-def aggregate(text: str, mentions: Sequence[Mention], profile: Profile) -> tuple[dict[str, Certainty], dict[str, list[Span]]]:
+def aggregate(
+    text: str, mentions: Sequence[Mention], profile: Profile
+) -> tuple[dict[str, Certainty], dict[str, list[Span]]]:
     """Mentions -> one certainty per observation (positive > uncertain > negative) + No Finding rule."""
     by_obs: dict[str, list[Mention]] = {}
     for m in mentions:
@@ -105,11 +109,12 @@ def aggregate(text: str, mentions: Sequence[Mention], profile: Profile) -> tuple
         if observation == OTHER:
             continue
         labels[observation] = final
+        seen: set[Sentence] = set()
         spans: list[Span] = []
         for m in sorted(found, key=lambda m: m.start):
-            span = Span(start=m.sentence.start, end=m.sentence.end)
-            if m.certainty is final and span not in spans:
-                spans.append(span)
+            if m.certainty is final and m.sentence not in seen:
+                seen.add(m.sentence)
+                spans.append(Span(start=m.sentence.start, end=m.sentence.end))
         evidence[observation] = spans
     if not blocks_no_finding:
         labels[NO_FINDING] = Certainty.POSITIVE
@@ -130,6 +135,8 @@ def _resolve(found: Sequence[Mention], negative_beats_weak: bool) -> Certainty:
 
 def label_report(text: str, profile: str = "improved") -> LabelSet:
     """Label one report. Pure and synchronous: safe to call from training code and worker threads."""
+    if not isinstance(text, str):
+        raise TypeError(f"report text must be str, not {type(text).__name__}")
     prof = get_profile(profile)
     labels, evidence = aggregate(text, find_mentions(text, prof), prof)
     return LabelSet(

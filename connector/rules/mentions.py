@@ -135,7 +135,10 @@ def load_chexpert_phrases(kind: str) -> dict[str, list[str]]:
 def chexpert_phrase_regex(phrase: str) -> str:
     """CheXpert phrase -> regex fragment. "_" is a space; any whitespace run matches a space (CheXpert collapses
     whitespace while cleaning, we keep the original text so offsets stay exact)."""
-    return phrase.replace("_", " ").replace(" ", r"\s+")
+    regex = phrase.replace("_", " ").replace(" ", r"\s+")
+    # A leading space must start at the first character of a whitespace run: the same matches, but a long run of
+    # spaces is scanned once instead of once per position (quadratic).
+    return r"(?<!\s)" + regex if regex.startswith(r"\s+") else regex
 
 
 def positional_unmentions(mentions: Iterable[str], strip_the: bool) -> list[str]:

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from mappings.vocabulary import Certainty
-
 from connector.rules import cues
 from connector.rules.mentions import (
     CARDIOMEGALY,
@@ -24,6 +22,7 @@ from connector.rules.mentions import (
 )
 from connector.rules.scope import CueSet
 from connector.rules.text import SKIPPED_SECTIONS
+from mappings.vocabulary import Certainty
 
 PROFILES = ("chexpert", "improved")
 
@@ -208,7 +207,12 @@ IMPROVED_UNMENTION_ADD: dict[str, list[str]] = {
         r"(?:prior|previous|old|remote)\s+(?:granulomatous\s+)?infection",
     ],
     # "pleural line" is the sign of a pneumothorax, not a catheter
-    "Support Devices": [r"septal\s+lines", r"kerley\s+(?:b\s+)?lines", r"pleural\s+lines?"],
+    "Support Devices": [
+        r"septal\s+lines",
+        r"kerley\s+(?:b\s+)?lines",
+        # anatomic and artefact lines: "pleural line" is the sign of a pneumothorax, "apical line ... skin fold"
+        r"(?:pleural|apical|fissural|skin|azygo-?esophageal|paraspinal|paratracheal|junction|mach)\s+lines?",
+    ],
     "Pleural Effusion": [r"(?:joint|knee|elbow|shoulder|hip)\s+effusions?"],
 }
 # Structure mentions (see MentionRule.abnormal): which phrases name a structure rather than a finding, and the
@@ -265,8 +269,7 @@ IMPROVED_FIXED: tuple[tuple[str, str, Certainty], ...] = (
     (
         "Lung Opacity",
         r"\blungs?(?:\s+(?:fields?|xxxx))?\s+(?:(?:are|is|remain|remains|appear|appears)\s+)?"
-        r"(?:(?:otherwise|now|grossly|essentially|again|both|well[- ]expanded\s+and|hyperexpanded\s+and|"
-        r"hyperinflated\s+and)\s+)*clear(?![a-z])",
+        r"(?:(?:otherwise|now|grossly|essentially|again|both|[a-z-]+\s+(?:and|but))\s+)*clear(?![a-z])",
         Certainty.NEGATIVE,
     ),
     ("Lung Opacity", r"(?<![a-z])clear\s+lungs?(?![a-z])", Certainty.NEGATIVE),

@@ -7,22 +7,26 @@ boundaries: a backward cue never reaches past a verb (its subject sits right bef
 "the heart is enlarged and the lungs are clear" does not clear the heart), and a forward cue stops at the first
 "," / "and" after a verb ("no effusion is seen, and the heart is enlarged").
 
+A later forward cue of another kind ends an earlier one's forward scope ("no consolidation, possible effusion"),
+except conjunction-like cues ("no pneumothorax or effusion").
+
 Classification follows CheXpert's order: pre-negation uncertainty ("cannot exclude X") -> uncertain, else
-negation -> negative, else post-negation uncertainty -> uncertain, else positive. Pseudo cues ("no change",
-"not only") are matched first and silence any cue they overlap.
+negation -> negative, else post-negation uncertainty -> uncertain, else positive; a hypothetical cue ("if there
+is concern for X") removes the mention altogether. Pseudo cues ("no change", "not only") are matched first and
+silence any cue they overlap.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 from mappings.vocabulary import Certainty
 
 
-class Kind(str, Enum):
+class Kind(Enum):
     PSEUDO = "pseudo"  # looks like a cue, is not ("no change in")
     PRE_UNCERTAIN = "pre_uncertain"  # beats negation ("cannot exclude", "no new")
     NEGATION = "negation"
@@ -31,7 +35,7 @@ class Kind(str, Enum):
     HYPOTHETICAL = "hypothetical"  # not a statement about this patient now ("if there is concern for X")
 
 
-class Direction(str, Enum):
+class Direction(Enum):
     FORWARD = "forward"
     BACKWARD = "backward"
     BOTH = "both"
@@ -70,7 +74,7 @@ class Cue:
 
 _COPULA = (
     r"(?:(?:is|are|was|were|appears?|appeared|remains?|remained|seems?|looks?|has been|have been|has|have)"
-    r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all|the|"
+    r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all|the|at|"
     r"xxxx|[a-z]+\s+and))*\s+)"
 )
 # A verb in a gap marks a clause boundary (see module docstring).
@@ -108,14 +112,15 @@ _META = set("()[]{}?*+|\\.^$")
 
 
 def trigger_word(phrase: str) -> str | None:
-    """The first mandatory plain word of a cue phrase, or None when that is not obvious (then always run).
-    Scanning stops at the first token with regex syntax, since later words may sit inside optional groups."""
-    for token in phrase.split(" "):
-        if any(c in _META for c in token):
-            return None
-        if re.fullmatch(r"[a-z0-9']+", token):
-            return token
+    """The phrase's leading plain word when every match must contain it as a whole word, else None (the cue
+    then always runs). A quantifier or group right after it ("limits?", "diagnos[ie]s") makes it unsafe;
+    a lookaround, a space, "/", "-" or a character class for a separator ("top[- ]normal") does not."""
+    match = re.match(r"[a-z0-9']+", phrase)
+    if match is None:
         return None
+    rest = phrase[match.end() :]
+    if not rest or rest[0] in " /-" or rest.startswith(("(?!", "(?=", "[- ]", "[ -]")):
+        return match.group()
     return None
 
 
@@ -209,9 +214,6 @@ class SentenceContext:
             return Certainty.UNCERTAIN, all(c.weak for c in governing if c.kind is Kind.UNCERTAIN)
         return Certainty.POSITIVE, False
 
-    def governing(self, start: int, end: int) -> Iterable[CueMatch]:
-        return (m for m in self.cues if self._governs(m, start, end))
-
     def _governs(self, m: CueMatch, start: int, end: int) -> bool:
         compiled = m.cue
         cue = compiled.cue
@@ -227,13 +229,17 @@ class SentenceContext:
             return False
         if any(gap_start <= t < gap_end for t in self.terminators):
             return False
-        if forward and cue.interruptible and any(
-            other.cue.cue.interrupts
-            and other.cue.cue.kind is not cue.kind
-            and other.cue.cue.direction is not Direction.BACKWARD
-            and gap_start <= other.start
-            and other.end <= gap_end
-            for other in self.cues
+        if (
+            forward
+            and cue.interruptible
+            and any(
+                other.cue.cue.interrupts
+                and other.cue.cue.kind is not cue.kind
+                and other.cue.cue.direction is not Direction.BACKWARD
+                and gap_start <= other.start
+                and other.end <= gap_end
+                for other in self.cues
+            )
         ):
             return False
         if compiled.stop is not None and compiled.stop.search(self.low, gap_start, gap_end):

@@ -12,9 +12,8 @@ import re
 from dataclasses import dataclass
 
 # Section headers. Only the text under a skipped header is ignored; text before any header is labeled.
-_HEADER = re.compile(
-    r"^[ \t]*(?P<name>[A-Za-z][A-Za-z /&]{1,40}?)[ \t]*:", re.MULTILINE
-)
+# "NAME:" at a line start, or a bare "NAME" alone on its line (some HL7 feeds drop the colon).
+_HEADER = re.compile(r"^[ \t]*(?P<name>[A-Za-z][A-Za-z /&]{1,40}?)[ \t]*(?::|$)", re.MULTILINE)
 # Sections that never hold findings of this exam (guidelines: "the INDICATION is not a finding").
 SKIPPED_SECTIONS: frozenset[str] = frozenset(
     {
@@ -90,11 +89,27 @@ def split_sentences(text: str, skip_sections: frozenset[str] = SKIPPED_SECTIONS)
     return sentences
 
 
+# Real report sentences are far shorter. Longer runs (text without punctuation, pasted tables) are cut at
+# whitespace so scope analysis, which compares every mention with every cue of a sentence, stays linear.
+MAX_SENTENCE_CHARS = 600
+_NON_SPACE = re.compile(r"\S")
+
+
 def _append(text: str, start: int, end: int, out: list[Sentence]) -> None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
+    first = _NON_SPACE.search(text, start, end)
+    if first is None:
+        return
+    start = first.start()
+    end = len(text[start:end].rstrip()) + start
+    while end - start > MAX_SENTENCE_CHARS:
+        cut = text.rfind(" ", start, start + MAX_SENTENCE_CHARS)
+        if cut <= start:
+            cut = start + MAX_SENTENCE_CHARS
+        _append(text, start, cut, out)
+        first = _NON_SPACE.search(text, cut, end)
+        if first is None:
+            return
+        start = first.start()
     # A sentence needs at least one letter; "." or "2." alone carries nothing.
     if end > start and any(c.isalpha() for c in text[start:end]):
         out.append(Sentence(start, end))

@@ -31,9 +31,9 @@ CARDIO_P = ["1", "0", "0", "", "1", "-1"]
 @pytest.fixture()
 def files(tmp_path: Path) -> dict[str, Path]:
     ids = [f"r{i}" for i in range(6)]
-    truth = {i: {"Cardiomegaly": c, "Pneumothorax": "0"} for i, c in zip(ids, CARDIO_T)}
-    good = {i: {"Cardiomegaly": c, "Pneumothorax": "0"} for i, c in zip(ids, CARDIO_T)}
-    worse = {i: {"Cardiomegaly": c, "Pneumothorax": "0"} for i, c in zip(reversed(ids), CARDIO_P[::-1])}
+    truth = {i: {"Cardiomegaly": c, "Pneumothorax": "0"} for i, c in zip(ids, CARDIO_T, strict=True)}
+    good = {i: {"Cardiomegaly": c, "Pneumothorax": "0"} for i, c in zip(ids, CARDIO_T, strict=True)}
+    worse = {i: {"Cardiomegaly": c, "Pneumothorax": "0"} for i, c in zip(reversed(ids), CARDIO_P[::-1], strict=True)}
     worse["extra-id"] = {"Cardiomegaly": "1"}  # ids outside the truth are ignored
     return {
         "truth": _csv(tmp_path / "truth.csv", truth),
@@ -47,8 +47,19 @@ def test_evaluate_writes_all_outputs_with_right_numbers(files: dict[str, Path], 
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,
-        ["evaluate", "--truth", str(files["truth"]), "--pred", f"perfect={files['good']}",
-         "--pred", f"other={files['worse']}", "--out", str(out), "--bootstrap", "200"],
+        [
+            "evaluate",
+            "--truth",
+            str(files["truth"]),
+            "--pred",
+            f"perfect={files['good']}",
+            "--pred",
+            f"other={files['worse']}",
+            "--out",
+            str(out),
+            "--bootstrap",
+            "200",
+        ],
     )
     assert result.exit_code == 0, result.output
     for name in ("metrics.json", "table.md", "table.csv", "f1_bars.png", "f1_diff_heatmap.png"):
@@ -78,7 +89,8 @@ def test_evaluate_writes_all_outputs_with_right_numbers(files: dict[str, Path], 
 
 def test_missing_prediction_ids_are_named(files: dict[str, Path], tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["evaluate", "--truth", str(files["truth"]), "--pred", f"short={files['short']}", "--out", str(tmp_path / "o")]
+        app,
+        ["evaluate", "--truth", str(files["truth"]), "--pred", f"short={files['short']}", "--out", str(tmp_path / "o")],
     )
     assert result.exit_code == 2
     assert "r4" in result.output and "r5" in result.output and "short" in result.output
@@ -89,8 +101,19 @@ def test_positive_only_mode(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "pos"
     result = CliRunner().invoke(
         app,
-        ["evaluate", "--truth", str(files["truth"]), "--pred", f"other={files['worse']}", "--out", str(out),
-         "--mode", "positive-only", "--bootstrap", "100"],
+        [
+            "evaluate",
+            "--truth",
+            str(files["truth"]),
+            "--pred",
+            f"other={files['worse']}",
+            "--out",
+            str(out),
+            "--mode",
+            "positive-only",
+            "--bootstrap",
+            "100",
+        ],
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())

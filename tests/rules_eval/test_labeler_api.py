@@ -68,3 +68,8 @@ def test_factory_honours_rules_profile_setting() -> None:
     assert make_labeler(LabelerSettings()).info.version.endswith("+improved")
     faithful = make_labeler(LabelerSettings(rules_profile="chexpert"))
     assert isinstance(faithful, RuleLabeler) and faithful.profile == "chexpert"
+
+
+def test_non_text_input_is_a_typed_error() -> None:
+    with pytest.raises(TypeError, match="must be str"):
+        label_report(None)  # type: ignore[arg-type]

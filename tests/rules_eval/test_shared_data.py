@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from connector.evaluate.io import write_labels
 from connector.evaluate.report import evaluate
