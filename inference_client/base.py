@@ -149,9 +149,10 @@ class HTTPLabeler(Labeler, abc.ABC):
         if not response.is_success:
             return None
         try:
-            return response.json()
-        except ValueError:
+            data = response.json()
+        except ValueError:  # e.g. TGI's /health: 200 with an empty body
             return {}
+        return {} if data is None else data
 
     # -- labeling -------------------------------------------------------------------------------------------
     def _to_label_set(self, gen: Generation) -> LabelSet:

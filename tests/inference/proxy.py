@@ -20,6 +20,7 @@ class CountingProxy:
         self.in_flight = 0
         self.max_in_flight = 0
         self.forwarded = 0
+        self.paths: list[str] = []  # "METHOD /path" of every forwarded request
         self._client: httpx.AsyncClient | None = None
         self._server = None
         self._task: asyncio.Task[None] | None = None
@@ -49,6 +50,7 @@ class CountingProxy:
         finally:
             self.in_flight -= 1
         self.forwarded += 1
+        self.paths.append(f"{scope['method']} {scope['path']}")
         out = [(k.encode(), v.encode()) for k, v in upstream.headers.items() if k.lower() not in self.HOP]
         await send({"type": "http.response.start", "status": upstream.status_code, "headers": out})
         await send({"type": "http.response.body", "body": upstream.content})

@@ -8,12 +8,13 @@ the right typed errors.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
 
 from inference_client.config import ClientConfig
-from inference_client.errors import ServerMisconfigured
+from inference_client.errors import ServerMisconfigured, ServerUnavailable
 from inference_client.openai_compat import OpenAILabeler
 from mappings.labels import AnswerInvalid, LabelSet, ReportTooLong
 from mappings.prompt import ANSWER_SCHEMA
@@ -111,3 +112,54 @@ async def test_answer_cut_by_max_tokens_is_invalid(llama_server: LlamaServer) ->
     async with OpenAILabeler(config(llama_server, max_new_tokens=3)) as labeler:
         [outcome] = await labeler.label_batch_detailed([REPORTS[1]])
     assert isinstance(outcome, AnswerInvalid) and "finish_reason=length" in str(outcome)
+
+
+async def test_wrong_preset_is_a_server_error_not_a_label(llama_server: LlamaServer) -> None:
+    """llama-cpp-python answers the OpenAI json_schema form with HTTP 500: retried, then unavailable - no report
+    is dead-lettered because of a configuration mistake (see docs/INFERENCE.md)."""
+    cfg = config(llama_server, response_format="openai", max_retries=1)
+    async with OpenAILabeler(cfg) as labeler:
+        with pytest.raises(ServerUnavailable):
+            await labeler.label_batch_detailed(REPORTS[:1])
+        assert labeler.stats.by_status == {500: 2}
+
+
+async def test_label_cli_through_the_model_server(llama_server: LlamaServer, tmp_path: Path) -> None:
+    """`label --labeler llm --endpoint` end to end: settings from the environment, CheXpert CSV out, every report
+    answered by the model server (counted at the proxy)."""
+    import asyncio
+    import csv
+    import os
+    import sys
+
+    source = tmp_path / "in.csv"
+    with source.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "report"])
+        writer.writerows([["r1", REPORTS[0]], ["r2", REPORTS[1]]])
+    env = {**os.environ, "RADLABEL_LABELER__API_KEY": API_KEY, "RADLABEL_LABELER__MAX_NEW_TOKENS": "96"}
+    async with CountingProxy(llama_server.url) as proxy:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "connector.cli", "label", "--input", str(source),
+            "--output", str(tmp_path / "out.csv"), "--labeler", "llm", "--endpoint", f"{proxy.url}/v1",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert proxy.paths.count("POST /v1/chat/completions") == 2  # one per report, from the model server
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert [row["id"] for row in rows] == ["r1", "r2"]
+    assert all(set(row.values()) - {row["id"]} <= {"1", "0", "-1", ""} for row in rows)
+
+
+async def test_real_reports_parse_under_the_schema(llama_server: LlamaServer, shared_data: Path) -> None:
+    """12 gold-dev reports (read from ../shared at run time; skipped without it): every constrained answer parses."""
+    import csv
+
+    with (shared_data / "gold-dev" / "reports.csv").open(newline="", encoding="utf-8") as fh:
+        reports = [row["report"] for row in csv.DictReader(fh)][:12]
+    async with OpenAILabeler(config(llama_server, max_new_tokens=192, max_concurrency=2)) as labeler:
+        outcomes = await labeler.label_batch_detailed(reports)
+    assert len(outcomes) == 12
+    assert all(isinstance(o, LabelSet) for o in outcomes), [type(o).__name__ for o in outcomes]

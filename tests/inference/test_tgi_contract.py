@@ -172,3 +172,25 @@ def test_contract_checker_rejects_requests_tgi_would_refuse(body: dict) -> None:
 
     with pytest.raises(ContractViolation):
         check_generate_request(body)
+
+
+async def test_contract_logs_carry_no_report_text() -> None:
+    """Retries are logged (status, error class, delay) but never the report or the server's error body."""
+    from structlog.testing import capture_logs
+
+    secret = "Patient John Q Doe MRN 12345678: large left pleural effusion."
+    tgi = TGIContract(
+        {
+            "POST /generate": [
+                (503, error(f"backend echo: {secret}", "unhealthy")),
+                (200, generate_response(ANSWER)),
+            ]
+        }
+    )
+    with capture_logs() as logs:
+        async with TGILabeler(config(), transport=tgi.transport()) as labeler:
+            [labels] = await labeler.label_batch([secret])
+    assert isinstance(labels, LabelSet)
+    assert [entry["event"] for entry in logs] == ["labeler_retry"]
+    assert logs[0]["status"] == 503
+    assert all("John" not in repr(entry) and "12345678" not in repr(entry) for entry in logs)

@@ -160,4 +160,6 @@ class TGIContract:
         if not queue:
             return httpx.Response(404, json=error(f"no recorded reply for {route}", "not_found"))
         status, payload, *headers = queue.pop(0) if len(queue) > 1 else queue[0]
+        if payload is None:  # e.g. GET /health: 200 without a body
+            return httpx.Response(status, headers=headers[0] if headers else None)
         return httpx.Response(status, json=payload, headers=headers[0] if headers else None)
