@@ -136,10 +136,11 @@ def latencies(in_ts: dict, out_ts: dict) -> dict:
 
 
 # -- (a) passthrough -------------------------------------------------------------------------------------------
-async def passthrough(bootstrap: str, topics: Topics, stop: asyncio.Event, ready: asyncio.Event) -> None:
+async def passthrough(bootstrap: str, topics: Topics, stop: asyncio.Event, ready: asyncio.Event,
+                      fetch_wait_ms: int) -> None:
     consumer = AIOKafkaConsumer(topics.input, bootstrap_servers=bootstrap, group_id=topics.group,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=KafkaSettings().fetch_max_wait_ms)
+                                fetch_max_wait_ms=fetch_wait_ms)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
     await consumer.start()
     await producer.start()
@@ -163,11 +164,13 @@ async def passthrough(bootstrap: str, topics: Topics, stop: asyncio.Event, ready
         await producer.stop()
 
 
-async def run_passthrough(bootstrap: str, values: list[bytes], rate: float | None) -> dict:
+async def run_passthrough(bootstrap: str, values: list[bytes], rate: float | None,
+                          fetch_wait_ms: int | None = None) -> dict:
     topics = Topics("pass")
     await topics.create(bootstrap)
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(passthrough(bootstrap, topics, stop, ready))
+    wait = KafkaSettings().fetch_max_wait_ms if fetch_wait_ms is None else fetch_wait_ms  # the connector's default
+    task = asyncio.create_task(passthrough(bootstrap, topics, stop, ready, wait))
     await asyncio.wait_for(ready.wait(), 60)
     warm = await publish(bootstrap, topics.input, values[:40])
     await collect(bootstrap, topics.output, set(warm))
@@ -239,6 +242,9 @@ async def main_async(args: argparse.Namespace) -> dict:
     log = Path(tempfile.gettempdir()) / f"stream_bench_{os.getpid()}.log"
     with LocalBroker() as broker:
         bs = broker.bootstrap_servers
+        if args.fetch_sweep:
+            for wait in (500, 100, 20, 5):
+                results[f"passthrough_fetch_wait_{wait}"] = await run_passthrough(bs, paced[:300], 100, wait)
         results["passthrough"] = await run_passthrough(bs, values, None)
         results["connector_1"] = await run_connector(bs, values, 1, None, log, broker.pid)
         results["connector_2"] = await run_connector(bs, values, 2, None, log, broker.pid)
@@ -280,6 +286,10 @@ def report(results: dict, args: argparse.Namespace, load_before: float) -> str:
         f"processes got (msg/s x CPU s/msg): 1 process {c1['throughput'] * c1['cpu_ms_per_msg'] / 1000:.2f}, "
         f"2 processes {c2['throughput'] * c2['cpu_ms_per_msg'] / 1000:.2f}",
     ]
+    sweep = [k for k in results if k.startswith("passthrough_fetch_wait_")]
+    if sweep:
+        lines += ["", "| passthrough at 100 msg/s, fetch_max_wait_ms | p50 ms | p99 ms |", "|---:|---:|---:|"]
+        lines += [f"| {k.rsplit('_', 1)[1]} | {results[k]['p50_ms']:.0f} | {results[k]['p99_ms']:.0f} |" for k in sweep]
     return "\n".join(lines)
 
 
@@ -290,6 +300,8 @@ def main() -> None:
     parser.add_argument("--rates", type=lambda v: [float(x) for x in v.split(",")], default=[100.0, 40.0],
                         help="comma-separated paced rates in msg/s")
     parser.add_argument("--json", type=Path, help="also write raw results here")
+    parser.add_argument("--fetch-sweep", action="store_true",
+                        help="also run the passthrough at 100 msg/s with fetch_max_wait_ms 500/100/20/5")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     results = asyncio.run(main_async(args))
