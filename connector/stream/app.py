@@ -34,6 +34,10 @@ from connector.stream.process import InputRecord, Outcome, process_batch
 
 log = get_logger(__name__)
 
+# Reports per labeler call: large enough to batch well on a model server, small enough that one slow call does
+# not hold a whole poll batch (max_batch records) hostage.
+LABEL_CHUNK = 32
+
 
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, app: StreamApp) -> None:
@@ -65,7 +69,7 @@ class StreamApp:
         self.metrics = metrics or Metrics()
         ls = settings.labeler
         self.batch_labeler = BatchLabeler(
-            labeler, self.metrics, max_batch=max(1, min(self.kafka.max_batch, 32)),
+            labeler, self.metrics, max_batch=max(1, min(self.kafka.max_batch, LABEL_CHUNK)),
             max_concurrency=ls.max_concurrency, max_retries=ls.max_retries, fallback=fallback,
         )
         self.poll_timeout_ms = poll_timeout_ms
