@@ -93,7 +93,10 @@ def build_bundle_shared(report: Report, labels: LabelSet) -> dict:
 # / dict / bool / None values bundles hold (tests check); the passthrough options make orjson refuse datetimes,
 # dataclasses and subclasses as json does, instead of converting them its own way.
 _JSON_OPTIONS = (
-    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
 
 

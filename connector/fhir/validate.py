@@ -159,9 +159,19 @@ def _skeleton(node: object, spec: dict, leaves: list[tuple[_Leaf, object]]) -> o
     return node  # not the expected container: kept as it is, so it is part of the skeleton (full validation judges)
 
 
+def _dumps(skeleton: object) -> bytes:
+    """The skeleton as a cache key. orjson writes None, NaN and infinities all as null: a key with a null is not
+    trusted to stand for one skeleton (bundle.py never writes null), and a type orjson would not write as json does
+    raises, so the caller validates the whole resource instead."""
+    key = orjson.dumps(skeleton, option=_DUMPS_OPTIONS)
+    if b"null" in key:  # one scan; a string containing "null" only costs a full validation
+        raise _NotJson
+    return key
+
+
 def _shape_key(kind: str, node: dict, leaves: list[tuple[_Leaf, object]]) -> bytes:
     try:
-        return kind.encode() + b"\x00" + orjson.dumps(_skeleton(node, _SPECS[kind], leaves), option=_DUMPS_OPTIONS)
+        return kind.encode() + b"\x00" + _dumps(_skeleton(node, _SPECS[kind], leaves))
     except TypeError:
         raise _NotJson from None
 
@@ -201,10 +211,13 @@ class BundleValidator:
         try:
             skeleton = [
                 _skeleton(envelope, _SPECS["Bundle"], leaves),
-                [_skeleton({k: v for k, v in e.items() if k != "resource"}, _SPECS["BundleEntry"], leaves) for e in entries],
+                [
+                    _skeleton({k: v for k, v in e.items() if k != "resource"}, _SPECS["BundleEntry"], leaves)
+                    for e in entries
+                ],
             ]
-            key = b"Envelope\x00" + orjson.dumps(skeleton, option=_DUMPS_OPTIONS)
-        except TypeError:
+            key = b"Envelope\x00" + _dumps(skeleton)
+        except (TypeError, _NotJson):
             whole_envelope()
         else:
             self._check(key, leaves, whole_envelope, checked)

@@ -18,6 +18,7 @@ BOM = b"\xef\xbb\xbf"
 _MSH_AT_LINE_START = re.compile(rb"(?:^|(?<=[\r\n]))(?:\xef\xbb\xbf)?MSH(?=[^A-Za-z0-9\r\n])")
 # Batch/file envelope segments carry no report; they are dropped from plain ER7 input.
 _ENVELOPE = re.compile(rb"^(?:FHS|BHS|BTS|FTS)[^A-Za-z0-9]")
+_ENVELOPE_TAGS = (b"FHS", b"BHS", b"BTS", b"FTS")
 _HAS_ENVELOPE = re.compile(rb"(?:^|\r)(?:FHS|BHS|BTS|FTS)[^A-Za-z0-9\r]")
 
 
@@ -94,6 +95,7 @@ def unframe(chunk: bytes) -> Unframed:
     if body.startswith(BOM):
         body = body[len(BOM) :]
     body = body.replace(b"\r\n", b"\r").replace(b"\n", b"\r").strip(b" \t\r")
-    if _HAS_ENVELOPE.search(body):
+    # The substring tests are a cheap precheck: the regex (anchored alternatives, no literal prefix) scans slowly.
+    if any(tag in body for tag in _ENVELOPE_TAGS) and _HAS_ENVELOPE.search(body):
         body = b"\r".join(seg for seg in body.split(b"\r") if not _ENVELOPE.match(seg))
     return Unframed(body, truncated)

@@ -56,7 +56,8 @@ def test_projected_parse_extracts_what_a_whole_message_parse_does(monkeypatch):
     monkeypatch.setattr(parse_module, "_hl7_parse", hl7.parse)
     reference = [_outcome(raw) for raw in messages]
     assert len(messages) >= 25
-    assert sum(isinstance(o, list) for o in fast) >= 15  # converted ones are compared field by field, not only rejections
+    # converted messages are compared field by field, not only rejections
+    assert sum(isinstance(o, list) for o in fast) >= 15
     assert fast == reference
 
 
@@ -87,7 +88,10 @@ def _bundles() -> list[dict]:
     label_sets = [
         LabelSet(labels={}, labeler=INFO),
         LabelSet(labels={"No Finding": P}, labeler=INFO, fallback=True),
-        LabelSet(labels={name: (U if i % 2 else N) for i, name in enumerate(OBSERVATIONS) if name != "No Finding"}, labeler=INFO),
+        LabelSet(
+            labels={name: (U if i % 2 else N) for i, name in enumerate(OBSERVATIONS) if name != "No Finding"},
+            labeler=INFO,
+        ),
     ]
     bundles = []
     for raw in _messages(include_shared=False):
@@ -204,3 +208,16 @@ def test_skeleton_validation_agrees_with_full_validation_at_every_variable_path(
         invalid += full == "invalid"
     assert compared >= 400
     assert invalid >= 200  # the bad values do fail: the comparison is not between two accepting validators
+
+
+def test_values_orjson_writes_alike_do_not_share_a_cached_skeleton():
+    """orjson writes None and NaN both as null: a skeleton validated with None must not vouch for NaN."""
+    report = parse_reports((FIXTURES / "v23_tx_mllp.hl7").read_bytes())[0]
+    fast = BundleValidator()
+    bundle = build_bundle(report, LabelSet(labels={}, labeler=INFO))
+    bundle["entry"][0]["resource"]["active"] = None  # absent: valid
+    fast.validate(bundle)
+    fast.validate(bundle)
+    bundle["entry"][0]["resource"]["active"] = float("nan")
+    assert _verdict(lambda: BundleValidator().validate(bundle, full=True)) == "invalid"
+    assert _verdict(lambda: fast.validate(bundle)) == "invalid"
