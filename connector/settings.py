@@ -33,6 +33,11 @@ class KafkaSettings(BaseModel):
     max_record_bytes: int = 1_048_576
     # What to do with well-formed messages that are not ORU^R01 radiology results.
     non_oru: Literal["skip", "dead-letter"] = "dead-letter"
+    # Consumer group liveness: a crashed member's partitions move after this long.
+    session_timeout_ms: int = 10_000
+    # Upper bound on a fetch long-poll. Tansu answers an empty fetch only when this expires (it does not wake
+    # on new data), so at low rates it is added to latency; Kafka wakes early, where it costs nothing.
+    fetch_max_wait_ms: int = 20
 
 
 class LabelerSettings(BaseModel):

@@ -1,0 +1,1 @@
+"""Streaming connector: Kafka (aiokafka) in, labeled FHIR R4 transaction Bundles out, at least once."""
