@@ -7,6 +7,7 @@ in the async :class:`mappings.labels.Labeler` interface the connector and the CL
 from __future__ import annotations
 
 import bisect
+from functools import cache
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,8 +48,9 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
     contexts: dict[int, SentenceContext] = {}
     unmentioned: dict[tuple[int, int], list[tuple[int, int]]] = {}
     out: list[Mention] = []
+    present = profile.literals.present(low)
     for rule in profile.rules:
-        for start, end in rule.finditer(low, scan_start, scan_end):
+        for start, end in rule.finditer(low, scan_start, scan_end, present):
             sentence_index = bisect.bisect_right(starts, start) - 1
             if sentence_index < 0 or start == end:
                 continue
@@ -114,7 +116,7 @@ def aggregate(
         for m in sorted(found, key=lambda m: m.start):
             if m.certainty is final and m.sentence not in seen:
                 seen.add(m.sentence)
-                spans.append(Span(start=m.sentence.start, end=m.sentence.end))
+                spans.append(Span.model_construct(start=m.sentence.start, end=m.sentence.end))
         evidence[observation] = spans
     if not blocks_no_finding:
         labels[NO_FINDING] = Certainty.POSITIVE
@@ -139,13 +141,16 @@ def label_report(text: str, profile: str = "improved") -> LabelSet:
         raise TypeError(f"report text must be str, not {type(text).__name__}")
     prof = get_profile(profile)
     labels, evidence = aggregate(text, find_mentions(text, prof), prof)
-    return LabelSet(
+    # Built from validated parts (known observations, allowed certainties, CheXpert order, spans >= 0), so
+    # pydantic's validation pass is skipped: it cost as much as a tenth of labeling a report.
+    return LabelSet.model_construct(
         labels={k: labels[k] for k in OBSERVATIONS if k in labels},
         evidence=evidence,
         labeler=_info(profile),
     )
 
 
+@cache
 def _info(profile: str) -> LabelerInfo:
     return LabelerInfo(name="rules", version=f"{RULES_VERSION}+{profile}")
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from connector.rules.mentions import split_top_level
 from mappings.vocabulary import Certainty
 
 
@@ -72,17 +73,14 @@ class Cue:
     interruptible: bool = True
 
 
-_COPULA = (
-    r"(?:(?:is|are|was|were|appears?|appeared|remains?|remained|seems?|looks?|has been|have been|has|have)"
+_COPULA_VERBS = (
+    "is", "are", "was", "were", "appears?", "appeared", "remains?", "remained", "seems?", "looks?",
+    "has been", "have been", "has", "have",
+)
+_COPULA_MODIFIERS = (
     r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all|the|at|"
-    r"xxxx|[a-z]+\s+and))*\s+)"
+    r"xxxx|[a-z]+\s+and))*\s+"
 )
-# A verb in a gap marks a clause boundary (see module docstring).
-_VERB = re.compile(
-    r"\b(?:is|are|was|were|be|been|being|appears?|appeared|remains?|remained|seems?|shows?|showed|demonstrates?|"
-    r"has|have|had|seen|identified|noted|present|visualized|demonstrated|evident|appreciated)\b"
-)
-_CLAUSE_SEP = re.compile(r"[,;]|\band\b|\bbut\b")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -90,11 +88,49 @@ def _phrase_regex(phrase: str) -> str:
     return phrase.replace(" ", r"\s+")
 
 
-def _bounded(phrase: str, prefix: str = "") -> str:
-    """Whole-word cue regex. "/" between two words is CheXpert's "X/Y" -> "X or Y" (no word boundary there)."""
+def _hoist(alternative: str, guard: str) -> str:
+    """``(?<!guard)alternative`` with the lookbehind moved behind the first character when that is a plain one.
+
+    Same matches, but a pattern that starts with a lookbehind defeats the regex engine's first-character scan
+    and is tried at every position (~8x slower on a report); after the move the engine skips straight to
+    candidate characters. "c(?<!Gc)" checks the character before c, exactly what "(?<!G)c" checks.
+    """
+    first = alternative[:1]
+    if first.isascii() and first.isalnum() and alternative[1:2] not in ("?", "*", "+", "{"):
+        return f"{first}(?<!{guard}{first}){alternative[1:]}"
+    return f"(?<!{guard}){alternative}"
+
+
+# A verb in a gap marks a clause boundary (see module docstring).
+_VERB = re.compile(
+    "|".join(
+        _hoist(rf"{verb}\b", r"\w")
+        for verb in (
+            "is", "are", "was", "were", "be", "been", "being", "appears?", "appeared", "remains?", "remained",
+            "seems?", "shows?", "showed", "demonstrates?", "has", "have", "had", "seen", "identified", "noted",
+            "present", "visualized", "demonstrated", "evident", "appreciated",
+        )
+    )
+)
+_CLAUSE_SEP = re.compile("|".join([",", ";", _hoist(r"and\b", r"\w"), _hoist(r"but\b", r"\w")]))
+
+
+def _bounded(phrase: str, copula: str | None = None) -> list[str]:
+    """Whole-word cue regex as top-level alternatives (in match-preference order). "/" between two words is
+    CheXpert's "X/Y" -> "X or Y" (no word boundary there).
+
+    Equivalent to ``(?<![a-z0-9])COPULA(?:phrase)(?![a-z0-9])`` (COPULA optional or required), spelled out
+    as one alternative per copula verb and phrase alternative so :func:`_hoist` can apply to each."""
     if phrase == "/":
-        return r"(?<=[a-z])/(?=[a-z])"
-    return rf"(?<![a-z0-9]){prefix}(?:{_phrase_regex(phrase)})(?![a-z0-9])"
+        return [r"(?<=[a-z])/(?=[a-z])"]
+    core = _phrase_regex(phrase)
+    tail = r"(?![a-z0-9])"
+    out: list[str] = []
+    if copula is not None:  # greedy "(?:COPULA)?" tries the copula first
+        out += [f"{verb}{_COPULA_MODIFIERS}(?:{core}){tail}" for verb in _COPULA_VERBS]
+    if copula != "required":
+        out += [alt + tail for alt in split_top_level(core)]
+    return [_hoist(alt, "[a-z0-9]") for alt in out]
 
 
 @dataclass(frozen=True)
@@ -156,23 +192,26 @@ class CueSet:
             if cue.kind is Kind.TERMINATE:
                 terminate.extend(map(_phrase_regex, phrases))
                 continue
-            prefix = {None: "", "optional": _COPULA + "?", "required": _COPULA}[cue.copula]
             groups: dict[str | None, list[str]] = {}
             for phrase in phrases:
                 groups.setdefault(trigger_word(phrase), []).append(phrase)
             stop = re.compile(cue.stop) if cue.stop else None
             mention_filter = re.compile(cue.mention_filter) if cue.mention_filter else None
             for trigger, members in groups.items():
-                regex = re.compile("|".join(_bounded(p, prefix) for p in members))
+                regex = re.compile("|".join(alt for p in members for alt in _bounded(p, cue.copula)))
                 self._compiled.append(_CompiledCue(cue, regex, stop, mention_filter, trigger))
         self._always = [c for c in self._compiled if c.trigger is None]
         self._by_trigger = {}
         for c in self._compiled:
             if c.trigger is not None:
                 self._by_trigger.setdefault(c.trigger, []).append(c)
-        self._pseudo = re.compile(rf"(?<![a-z0-9])(?:{'|'.join(pseudo)})(?![a-z0-9])") if pseudo else None
-        self._terminate = (
-            re.compile(rf"(?<![a-z0-9])(?:{'|'.join(terminate)})(?![a-z0-9])|;") if terminate else re.compile(";")
+        self._pseudo = (
+            re.compile("|".join(_hoist(a + r"(?![a-z0-9])", "[a-z0-9]") for p in pseudo for a in split_top_level(p)))
+            if pseudo
+            else None
+        )
+        self._terminate = re.compile(
+            "|".join([*(_hoist(a + r"(?![a-z0-9])", "[a-z0-9]") for p in terminate for a in split_top_level(p)), ";"])
         )
 
     def sentence_context(self, low: str, start: int, end: int) -> SentenceContext:
