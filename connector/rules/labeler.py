@@ -61,9 +61,12 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
                 key = (id(rule), sentence_index)
                 blocked = unmentioned.get(key)
                 if blocked is None:
-                    blocked = unmentioned[key] = [
-                        u.span() for u in rule.unmention.finditer(low, sentence.start, sentence.end)
-                    ]
+                    literals = rule.unmention_literals
+                    blocked = unmentioned[key] = (
+                        [u.span() for u in rule.unmention.finditer(low, sentence.start, sentence.end)]
+                        if literals is None or not literals.isdisjoint(present)
+                        else []
+                    )
                 if any(u_start < end and start < u_end for u_start, u_end in blocked):
                     continue
             weak = False

@@ -40,6 +40,9 @@ class MentionRule:
     # Speed: the same alternatives split by a literal each must contain; a part runs only when its literal
     # occurs in the report (a substring test is ~100x cheaper than a regex pass over the text).
     parts: tuple[tuple[str | None, re.Pattern[str]], ...] = ()
+    # Speed: a literal of each unmention alternative (None: some alternative has none); when none occurs in
+    # the report, the unmention regex cannot match and is not run.
+    unmention_literals: frozenset[str] | None = None
 
     def finditer(
         self, low: str, start: int, end: int, present: frozenset[str] | set[str] | None = None
@@ -70,7 +73,10 @@ class LiteralIndex:
     """
 
     def __init__(self, rules: Iterable[MentionRule]) -> None:
-        literals = sorted({lit for rule in rules for lit, _ in rule.parts if lit is not None})
+        literals = sorted(
+            {lit for rule in rules for lit, _ in rule.parts if lit is not None}
+            | {lit for rule in rules for lit in rule.unmention_literals or ()}
+        )
         self._prefixes = {lit: frozenset(p for p in literals if lit.startswith(p)) for lit in literals}
         self._regex = re.compile(f"(?=({_trie_regex(literals)}))") if literals else None
 
@@ -266,6 +272,18 @@ def alternation(fragments: Iterable[str]) -> str:
     return "|".join(sorted(set(fragments), key=len, reverse=True))
 
 
+def _literals(fragments: Iterable[str]) -> frozenset[str] | None:
+    """One literal every match of each alternative contains, or None when some alternative has none."""
+    out = set()
+    for fragment in fragments:
+        for alternative in split_top_level(fragment):
+            literal = required_literal(alternative)
+            if literal is None:
+                return None
+            out.add(literal)
+    return frozenset(out)
+
+
 def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(hoisted(pattern))
 
@@ -290,6 +308,7 @@ def compile_rules(
                 _compile(alternation(fragments)),
                 _compile(alternation(un)) if un else None,
                 parts=compile_parts(fragments),
+                unmention_literals=_literals(un) if un else None,
             )
         )
     for observation, fragments in soft.items():
@@ -310,6 +329,7 @@ def compile_rules(
                 soft=is_soft,
                 abnormal=_compile(abnormal),
                 parts=compile_parts(fragments),
+                unmention_literals=_literals(un) if un else None,
             )
         )
     return rules

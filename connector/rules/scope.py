@@ -81,6 +81,7 @@ _COPULA_MODIFIERS = (
     r"(?:\s+(?:now|otherwise|again|still|also|both|essentially|overall|grossly|largely|stably|all|the|at|"
     r"xxxx|[a-z]+\s+and))*\s+"
 )
+_COPULA = f"(?:(?:{'|'.join(_COPULA_VERBS)}){_COPULA_MODIFIERS})"
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -115,22 +116,50 @@ _VERB = re.compile(
 _CLAUSE_SEP = re.compile("|".join([",", ";", _hoist(r"and\b", r"\w"), _hoist(r"but\b", r"\w")]))
 
 
-def _bounded(phrase: str, copula: str | None = None) -> list[str]:
-    """Whole-word cue regex as top-level alternatives (in match-preference order). "/" between two words is
-    CheXpert's "X/Y" -> "X or Y" (no word boundary there).
+def _bounded(phrase: str, copula: str | None = None) -> list[tuple[str, bool]]:
+    """Whole-word cue regex as top-level alternatives in match-preference order, each with whether it takes the
+    word-start guard (see :func:`_guarded`). "/" between two words is CheXpert's "X/Y" -> "X or Y" (no word
+    boundary there).
 
-    Equivalent to ``(?<![a-z0-9])COPULA(?:phrase)(?![a-z0-9])`` (COPULA optional or required), spelled out
-    as one alternative per copula verb and phrase alternative so :func:`_hoist` can apply to each."""
+    Together: ``(?<![a-z0-9])COPULA(?:phrase)(?![a-z0-9])`` (COPULA optional or required), with the phrase's
+    own alternatives spelled out so :func:`_hoist` can apply to each."""
     if phrase == "/":
-        return [r"(?<=[a-z])/(?=[a-z])"]
+        return [(r"/(?<=[a-z]/)(?=[a-z])", False)]  # = (?<=[a-z])/(?=[a-z]), first-character scan friendly
     core = _phrase_regex(phrase)
     tail = r"(?![a-z0-9])"
-    out: list[str] = []
+    out: list[tuple[str, bool]] = []
     if copula is not None:  # greedy "(?:COPULA)?" tries the copula first
-        out += [f"{verb}{_COPULA_MODIFIERS}(?:{core}){tail}" for verb in _COPULA_VERBS]
+        out.append((f"{_COPULA}(?:{core}){tail}", True))
     if copula != "required":
-        out += [alt + tail for alt in split_top_level(core)]
-    return [_hoist(alt, "[a-z0-9]") for alt in out]
+        out += [(alt + tail, True) for alt in split_top_level(core)]
+    return out
+
+
+# Hoisting pays when a regex's alternatives start with few distinct characters; with many (terminators,
+# copula verbs) the engine stops at most letters anyway, and the guard-first form fails faster inside words.
+_MAX_HOISTED_FIRSTS = 3
+
+
+def _guarded(alternatives: Sequence[tuple[str, bool]], guard: str = "[a-z0-9]") -> str:
+    """One regex for the alternatives, each guarded ones preceded by ``(?<!guard)``, in the faster of two
+    equivalent spellings."""
+    hoisted = [_hoist(alt, guard) if guarded else alt for alt, guarded in alternatives]
+    firsts = {h[0] for h in hoisted}
+    if len(firsts) <= _MAX_HOISTED_FIRSTS and not any(h.startswith("(?<!") for h in hoisted):
+        return "|".join(hoisted)
+    parts: list[str] = []
+    run: list[str] = []  # consecutive guarded alternatives share one guard test
+    for alt, guarded in alternatives:
+        if guarded:
+            run.append(alt)
+            continue
+        if run:
+            parts.append(f"(?<!{guard})(?:{'|'.join(run)})")
+            run = []
+        parts.append(alt)
+    if run:
+        parts.append(f"(?<!{guard})(?:{'|'.join(run)})")
+    return "|".join(parts)
 
 
 @dataclass(frozen=True)
@@ -160,6 +189,24 @@ def trigger_word(phrase: str) -> str | None:
     return None
 
 
+def _first_words(phrases: Sequence[str]) -> tuple[str, ...] | None:
+    """The plain leading text each phrase regex starts with, or None when one has none (then always scan)."""
+    words = []
+    for phrase in phrases:
+        for alternative in split_top_level(phrase):
+            match = re.match(r"[a-z0-9]+", alternative)
+            if match is None or alternative[match.end() : match.end() + 1] in ("?", "*", "{"):
+                return None
+            words.append(match.group() if alternative[match.end() : match.end() + 1] != "+" else match.group()[:-1] or "")
+    return tuple(sorted(set(words)))
+
+
+def _any_in(words: tuple[str, ...] | None, sentence: str) -> bool:
+    if words is None:
+        return True
+    return any(word in sentence for word in words)
+
+
 @dataclass(frozen=True, slots=True)
 class CueMatch:
     start: int
@@ -177,6 +224,8 @@ class CueSet:
     _terminate: re.Pattern[str] | None = field(init=False, repr=False)
     _always: list[_CompiledCue] = field(init=False, repr=False)
     _by_trigger: dict[str, list[_CompiledCue]] = field(init=False, repr=False)
+    _pseudo_words: tuple[str, ...] | None = field(init=False, repr=False)
+    _terminate_words: tuple[str, ...] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._compiled = []
@@ -198,25 +247,33 @@ class CueSet:
             stop = re.compile(cue.stop) if cue.stop else None
             mention_filter = re.compile(cue.mention_filter) if cue.mention_filter else None
             for trigger, members in groups.items():
-                regex = re.compile("|".join(alt for p in members for alt in _bounded(p, cue.copula)))
+                regex = re.compile(_guarded([alt for p in members for alt in _bounded(p, cue.copula)]))
                 self._compiled.append(_CompiledCue(cue, regex, stop, mention_filter, trigger))
         self._always = [c for c in self._compiled if c.trigger is None]
         self._by_trigger = {}
         for c in self._compiled:
             if c.trigger is not None:
                 self._by_trigger.setdefault(c.trigger, []).append(c)
+        # A match needs its phrase's first word in the sentence: a few substring tests skip most regex passes.
+        self._pseudo_words = _first_words(pseudo)
+        self._terminate_words = _first_words(terminate) + (";",) if terminate else (";",)
         self._pseudo = (
-            re.compile("|".join(_hoist(a + r"(?![a-z0-9])", "[a-z0-9]") for p in pseudo for a in split_top_level(p)))
+            re.compile(_guarded([(a + r"(?![a-z0-9])", True) for p in pseudo for a in split_top_level(p)]))
             if pseudo
             else None
         )
         self._terminate = re.compile(
-            "|".join([*(_hoist(a + r"(?![a-z0-9])", "[a-z0-9]") for p in terminate for a in split_top_level(p)), ";"])
+            _guarded([*((a + r"(?![a-z0-9])", True) for p in terminate for a in split_top_level(p)), (";", False)])
         )
 
     def sentence_context(self, low: str, start: int, end: int) -> SentenceContext:
         """Find every cue, terminator and verb of one sentence (``low`` is the lower-cased report)."""
-        pseudo = [(m.start(), m.end()) for m in self._pseudo.finditer(low, start, end)] if self._pseudo else []
+        sentence = low[start:end]
+        pseudo = (
+            [(m.start(), m.end()) for m in self._pseudo.finditer(low, start, end)]
+            if self._pseudo is not None and _any_in(self._pseudo_words, sentence)
+            else []
+        )
         matches: list[CueMatch] = []
         candidates = list(self._always)
         for word in set(_SENTENCE_WORD.findall(low, start, end)):
@@ -228,7 +285,11 @@ class CueSet:
                     continue
                 matches.append(CueMatch(s, e, compiled))
         assert self._terminate is not None
-        terms = [m.start() for m in self._terminate.finditer(low, start, end)]
+        terms = (
+            [m.start() for m in self._terminate.finditer(low, start, end)]
+            if _any_in(self._terminate_words, sentence)
+            else []
+        )
         return SentenceContext(low, matches, terms)
 
 
