@@ -119,7 +119,7 @@ def aggregate(
         for m in sorted(found, key=lambda m: m.start):
             if m.certainty is final and m.sentence not in seen:
                 seen.add(m.sentence)
-                spans.append(Span.model_construct(start=m.sentence.start, end=m.sentence.end))
+                spans.append(Span(start=m.sentence.start, end=m.sentence.end))
         evidence[observation] = spans
     if not blocks_no_finding:
         labels[NO_FINDING] = Certainty.POSITIVE
@@ -144,9 +144,7 @@ def label_report(text: str, profile: str = "improved") -> LabelSet:
         raise TypeError(f"report text must be str, not {type(text).__name__}")
     prof = get_profile(profile)
     labels, evidence = aggregate(text, find_mentions(text, prof), prof)
-    # Built from validated parts (known observations, allowed certainties, CheXpert order, spans >= 0), so
-    # pydantic's validation pass is skipped: it cost as much as a tenth of labeling a report.
-    return LabelSet.model_construct(
+    return LabelSet(
         labels={k: labels[k] for k in OBSERVATIONS if k in labels},
         evidence=evidence,
         labeler=_info(profile),
