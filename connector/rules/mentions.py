@@ -8,8 +8,10 @@ overlapping an unmention phrase of the same observation is dropped. Besides the 
 from __future__ import annotations
 
 import re
+import re._constants as sre_constants  # the stdlib regex parser: reads which literals a pattern needs
+import re._parser as sre_parse
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 
 from mappings.vocabulary import NO_FINDING, OBSERVATIONS, Certainty
@@ -43,6 +45,9 @@ class MentionRule:
     # Speed: a literal of each unmention alternative (None: some alternative has none); when none occurs in
     # the report, the unmention regex cannot match and is not run.
     unmention_literals: frozenset[str] | None = None
+    # Per part: literals one of which every match contains (None: run always). A part with a literal prefix is
+    # gated by it; the others by literals found inside their alternatives ("\s+line\s+" needs "line").
+    gates: tuple[frozenset[str] | None, ...] = ()
 
     def finditer(
         self, low: str, start: int, end: int, present: frozenset[str] | set[str] | None = None
@@ -53,39 +58,61 @@ class MentionRule:
             return [m.span() for m in self.regex.finditer(low, start, end)]
         spans: list[tuple[int, int]] = []
         runs = 0
-        for literal, regex in self.parts:
-            if literal is None or (literal in present if present is not None else literal in low):
-                found = [m.span() for m in regex.finditer(low, start, end)]
-                if found:
-                    spans += found
-                    runs += 1
+        for (literal, regex), gate in zip(self.parts, self.gates or (None,) * len(self.parts)):
+            if present is not None and gate is not None:
+                if gate.isdisjoint(present):
+                    continue
+            elif literal is not None and literal not in low:
+                continue
+            found = [m.span() for m in regex.finditer(low, start, end)]
+            if found:
+                spans += found
+                runs += 1
         # Parts scan independently, so their matches may repeat or interleave: one part needs no merge.
         return spans if runs < 2 else sorted(set(spans))
 
 
 class LiteralIndex:
-    """Which part literals of a rule set occur in a text, in one regex pass instead of one substring search
-    per literal (~190 of them, the largest single cost of labeling before).
+    """Which part literals of a rule set occur in a text, without one substring search per literal (~190 of
+    them, the largest single cost of labeling before).
 
-    A trie-shaped lookahead finds, at every position, the longest literal starting there; the shorter ones
-    starting there are its prefixes, added from a precomputed table, so the result is exactly the set of
-    literals ``literal in text`` would accept.
+    Literals are runs of ``[a-z'-]``, so every occurrence lies inside one maximal run (a "token") of the text.
+    The literals inside a token are found once, by a trie-shaped lookahead (at every position the longest
+    literal starting there; the shorter ones starting there are its prefixes, from a table), and remembered:
+    report vocabulary is small and repetitive. The result is exactly the set ``literal in text`` accepts.
     """
+
+    _TOKEN = re.compile(r"[a-z'-]+")
+    MAX_TOKENS = 100_000  # memory bound for the per-token memo (it stops growing, it is never wrong)
 
     def __init__(self, rules: Iterable[MentionRule]) -> None:
         literals = sorted(
             {lit for rule in rules for lit, _ in rule.parts if lit is not None}
+            | {lit for rule in rules for gate in rule.gates for lit in gate or ()}
             | {lit for rule in rules for lit in rule.unmention_literals or ()}
         )
         self._prefixes = {lit: frozenset(p for p in literals if lit.startswith(p)) for lit in literals}
         self._regex = re.compile(f"(?=({_trie_regex(literals)}))") if literals else None
+        self._by_token: dict[str, frozenset[str]] = {}
+
+    def _in_token(self, token: str) -> frozenset[str]:
+        found: set[str] = set()
+        if self._regex is not None:
+            for longest in self._regex.findall(token):
+                found |= self._prefixes[longest]
+        return frozenset(found)
 
     def present(self, text: str) -> set[str]:
         found: set[str] = set()
-        if self._regex is not None:
-            prefixes = self._prefixes
-            for longest in set(self._regex.findall(text)):
-                found |= prefixes[longest]
+        memo = self._by_token
+        for token in set(self._TOKEN.findall(text)):
+            literals = memo.get(token)
+            if literals is None:
+                literals = self._in_token(token)
+                if len(memo) < self.MAX_TOKENS:
+                    memo[token] = literals
+            if literals:
+                found |= literals
         return found
 
 
@@ -277,11 +304,53 @@ def _literals(fragments: Iterable[str]) -> frozenset[str] | None:
     out = set()
     for fragment in fragments:
         for alternative in split_top_level(fragment):
-            literal = required_literal(alternative)
+            literal = required_literal(alternative) or contained_literal(alternative)
             if literal is None:
                 return None
             out.add(literal)
     return frozenset(out)
+
+
+_LITERAL_CHARS = frozenset(map(ord, "abcdefghijklmnopqrstuvwxyz'-"))
+
+
+def contained_literal(alternative: str) -> str | None:
+    """The longest run (>= 3 characters) of plain ``[a-z'-]`` characters that every match of one regex
+    alternative contains, read from its parsed top-level sequence; None when there is none."""
+    try:
+        items = list(sre_parse.parse(alternative))
+    except re.error:
+        return None
+    best, run = "", []
+    for op, av in items + [(None, None)]:
+        if op is sre_constants.LITERAL and av in _LITERAL_CHARS:
+            run.append(chr(av))
+            continue
+        if op is sre_constants.MAX_REPEAT or op is sre_constants.MIN_REPEAT:
+            low, _high, body = av
+            body = list(body)
+            if low >= 1 and len(body) == 1 and body[0][0] is sre_constants.LITERAL and body[0][1] in _LITERAL_CHARS:
+                run.append(chr(body[0][1]))  # "s+" still needs one "s"; the run ends after it
+        if len(run) > len(best):
+            best = "".join(run)
+        run = []
+    return best if len(best) >= 3 else None
+
+
+def _gate(literal: str | None, regex: re.Pattern[str]) -> frozenset[str] | None:
+    if literal is not None:
+        return frozenset((literal,))
+    found = set()
+    for alternative in split_top_level(regex.pattern):
+        contained = contained_literal(alternative)
+        if contained is None:
+            return None
+        found.add(contained)
+    return frozenset(found)
+
+
+def _with_gates(rule: MentionRule) -> MentionRule:
+    return replace(rule, gates=tuple(_gate(literal, regex) for literal, regex in rule.parts))
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
@@ -332,4 +401,4 @@ def compile_rules(
                 unmention_literals=_literals(un) if un else None,
             )
         )
-    return rules
+    return [_with_gates(rule) for rule in rules]
