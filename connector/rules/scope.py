@@ -201,10 +201,11 @@ def _first_words(phrases: Sequence[str]) -> tuple[str, ...] | None:
     return tuple(sorted(set(words)))
 
 
-def _any_in(words: tuple[str, ...] | None, sentence: str) -> bool:
+def _precheck(words: tuple[str, ...] | None) -> re.Pattern[str] | None:
+    """A regex that finds any of ``words`` (a substring test for all of them in one pass); None: no precheck."""
     if words is None:
-        return True
-    return any(word in sentence for word in words)
+        return None
+    return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +225,9 @@ class CueSet:
     _terminate: re.Pattern[str] | None = field(init=False, repr=False)
     _always: list[_CompiledCue] = field(init=False, repr=False)
     _by_trigger: dict[str, list[_CompiledCue]] = field(init=False, repr=False)
-    _pseudo_words: tuple[str, ...] | None = field(init=False, repr=False)
-    _terminate_words: tuple[str, ...] | None = field(init=False, repr=False)
+    _pseudo_check: re.Pattern[str] | None = field(init=False, repr=False)
+    _terminate_check: re.Pattern[str] | None = field(init=False, repr=False)
+    _triggers: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._compiled = []
@@ -255,8 +257,11 @@ class CueSet:
             if c.trigger is not None:
                 self._by_trigger.setdefault(c.trigger, []).append(c)
         # A match needs its phrase's first word in the sentence: a few substring tests skip most regex passes.
-        self._pseudo_words = _first_words(pseudo)
-        self._terminate_words = _first_words(terminate) + (";",) if terminate else (";",)
+        first = _first_words(pseudo)
+        self._pseudo_check = _precheck(first)
+        first = _first_words(terminate)
+        self._terminate_check = _precheck(None if first is None else (*first, ";"))
+        self._triggers = frozenset(self._by_trigger)
         self._pseudo = (
             re.compile(_guarded([(a + r"(?![a-z0-9])", True) for p in pseudo for a in split_top_level(p)]))
             if pseudo
@@ -268,26 +273,26 @@ class CueSet:
 
     def sentence_context(self, low: str, start: int, end: int) -> SentenceContext:
         """Find every cue, terminator and verb of one sentence (``low`` is the lower-cased report)."""
-        sentence = low[start:end]
         pseudo = (
             [(m.start(), m.end()) for m in self._pseudo.finditer(low, start, end)]
-            if self._pseudo is not None and _any_in(self._pseudo_words, sentence)
+            if self._pseudo is not None and (self._pseudo_check is None or self._pseudo_check.search(low, start, end))
             else []
         )
         matches: list[CueMatch] = []
+        by_trigger = self._by_trigger
         candidates = list(self._always)
-        for word in set(_SENTENCE_WORD.findall(low, start, end)):
-            candidates.extend(self._by_trigger.get(word, ()))
+        for word in self._triggers.intersection(_SENTENCE_WORD.findall(low, start, end)):
+            candidates += by_trigger[word]
         for compiled in candidates:
             for m in compiled.regex.finditer(low, start, end):
                 s, e = m.span()
-                if s == e or any(ps < e and s < pe for ps, pe in pseudo):
+                if s == e or (pseudo and any(ps < e and s < pe for ps, pe in pseudo)):
                     continue
                 matches.append(CueMatch(s, e, compiled))
         assert self._terminate is not None
         terms = (
             [m.start() for m in self._terminate.finditer(low, start, end)]
-            if _any_in(self._terminate_words, sentence)
+            if self._terminate_check is None or self._terminate_check.search(low, start, end)
             else []
         )
         return SentenceContext(low, matches, terms)
