@@ -23,6 +23,7 @@ __all__ = ["RULES_VERSION", "Mention", "RuleLabeler", "find_mentions", "label_re
 # Bump when rules change: carried into FHIR/Kafka as the labeler version, so labels stay traceable.
 RULES_VERSION = "1.0.0"
 _CHF = ("chf", "heart failure")
+_BY_PRECEDENCE = sorted(Certainty, key=PRECEDENCE.__getitem__, reverse=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,8 @@ def aggregate(
 
 
 def _resolve(found: Sequence[Mention], negative_beats_weak: bool) -> Certainty:
-    best = max((m.certainty for m in found), key=PRECEDENCE.__getitem__)
+    certainties = [m.certainty for m in found]
+    best = next(c for c in _BY_PRECEDENCE if c in certainties)  # = max by PRECEDENCE, without hashing enums
     if (
         negative_beats_weak
         and best is Certainty.UNCERTAIN

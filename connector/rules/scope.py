@@ -308,7 +308,9 @@ class SentenceContext:
         """Certainty of the mention at [start, end) of this sentence (None: hypothetical, so no mention), and
         whether it rests on weak hedges only."""
         governing = [m.cue.cue for m in self.cues if self._governs(m, start, end)]
-        kinds = {c.kind for c in governing}
+        if not governing:
+            return Certainty.POSITIVE, False
+        kinds = [c.kind for c in governing]  # a list: "in" compares by identity, a set would hash (slow for Enum)
         if Kind.HYPOTHETICAL in kinds:
             return None, False
         if Kind.PRE_UNCERTAIN in kinds:
