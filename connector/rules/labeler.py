@@ -50,8 +50,16 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
     unmentioned: dict[tuple[int, int], list[tuple[int, int]]] = {}
     out: list[Mention] = []
     present = profile.literals.present(low)
-    for rule in profile.rules:
-        for start, end in rule.finditer(low, scan_start, scan_end, present):
+    selected = profile.literals.selected_parts(present)
+    for r, rule in enumerate(profile.rules):
+        if rule.parts:
+            parts = selected.get(r)
+            if not parts:
+                continue
+            spans = rule.scan_parts(low, scan_start, scan_end, parts)
+        else:
+            spans = rule.finditer(low, scan_start, scan_end)
+        for start, end in spans:
             sentence_index = bisect.bisect_right(starts, start) - 1
             if sentence_index < 0 or start == end:
                 continue

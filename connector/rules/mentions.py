@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import re._constants as sre_constants  # the stdlib regex parser: reads which literals a pattern needs
 import re._parser as sre_parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 
@@ -49,6 +49,19 @@ class MentionRule:
     # gated by it; the others by literals found inside their alternatives ("\s+line\s+" needs "line").
     gates: tuple[frozenset[str] | None, ...] = ()
 
+    def scan_parts(self, low: str, start: int, end: int, selected: Iterable[int]) -> list[tuple[int, int]]:
+        """Match spans in [start, end), sorted, of the selected parts (indices into ``parts``, each at most
+        once: a part whose gate has several present literals is listed once per literal, deduplicated here)."""
+        spans: list[tuple[int, int]] = []
+        runs = 0
+        parts = self.parts
+        for k in set(selected):
+            found = [m.span() for m in parts[k][1].finditer(low, start, end)]
+            if found:
+                spans += found
+                runs += 1
+        return spans if runs < 2 else sorted(set(spans))
+
     def finditer(
         self, low: str, start: int, end: int, present: frozenset[str] | set[str] | None = None
     ) -> list[tuple[int, int]]:
@@ -85,7 +98,7 @@ class LiteralIndex:
     _TOKEN = re.compile(r"[a-z'-]+")
     MAX_TOKENS = 100_000  # memory bound for the per-token memo (it stops growing, it is never wrong)
 
-    def __init__(self, rules: Iterable[MentionRule]) -> None:
+    def __init__(self, rules: Sequence[MentionRule]) -> None:
         literals = sorted(
             {lit for rule in rules for lit, _ in rule.parts if lit is not None}
             | {lit for rule in rules for gate in rule.gates for lit in gate or ()}
@@ -94,6 +107,16 @@ class LiteralIndex:
         self._prefixes = {lit: frozenset(p for p in literals if lit.startswith(p)) for lit in literals}
         self._regex = re.compile(f"(?=({_trie_regex(literals)}))") if literals else None
         self._by_token: dict[str, frozenset[str]] = {}
+        # Which parts each literal gates, so a report only visits the parts its literals allow.
+        self._parts_by_literal: dict[str, list[tuple[int, int]]] = {}
+        self._ungated: dict[int, list[int]] = {}
+        for r, rule in enumerate(rules):
+            for k, gate in enumerate(rule.gates or (None,) * len(rule.parts)):
+                if gate is None:
+                    self._ungated.setdefault(r, []).append(k)
+                else:
+                    for literal in gate:
+                        self._parts_by_literal.setdefault(literal, []).append((r, k))
 
     def _in_token(self, token: str) -> frozenset[str]:
         found: set[str] = set()
@@ -101,6 +124,16 @@ class LiteralIndex:
             for longest in self._regex.findall(token):
                 found |= self._prefixes[longest]
         return frozenset(found)
+
+    def selected_parts(self, present: set[str]) -> dict[int, list[int]]:
+        """rule index -> indices of its parts that can match, given the literals present (ungated parts always;
+        rules without parts are not listed)."""
+        selected: dict[int, list[int]] = {rule: list(parts) for rule, parts in self._ungated.items()}
+        by_literal = self._parts_by_literal
+        for literal in present:
+            for rule, part in by_literal.get(literal, ()):
+                selected.setdefault(rule, []).append(part)
+        return selected
 
     def present(self, text: str) -> set[str]:
         found: set[str] = set()

@@ -127,6 +127,7 @@ def _append(text: str, start: int, end: int, out: list[Sentence]) -> None:
         if first is None:
             return
         start = first.start()
-    # A sentence needs at least one letter; "." or "2." alone carries nothing.
-    if end > start and any(c.isalpha() for c in text[start:end]):
+    # A sentence needs at least one letter; "." or "2." alone carries nothing. (Most start with one: test
+    # that before walking the characters.)
+    if end > start and (text[start].isalpha() or any(c.isalpha() for c in text[start:end])):
         out.append(Sentence(start, end))
