@@ -345,10 +345,11 @@ def _literals(fragments: Iterable[str]) -> frozenset[str] | None:
 
 
 _LITERAL_CHARS = frozenset(map(ord, "abcdefghijklmnopqrstuvwxyz'-"))
+_ZERO_WIDTH = (sre_constants.ASSERT, sre_constants.ASSERT_NOT, sre_constants.AT)
 
 
 def contained_literal(alternative: str) -> str | None:
-    """The longest run (>= 3 characters) of plain ``[a-z'-]`` characters that every match of one regex
+    """The longest run (>= 2 characters) of plain ``[a-z'-]`` characters that every match of one regex
     alternative contains, read from its parsed top-level sequence; None when there is none."""
     try:
         items = list(sre_parse.parse(alternative))
@@ -359,6 +360,8 @@ def contained_literal(alternative: str) -> str | None:
         if op is sre_constants.LITERAL and av in _LITERAL_CHARS:
             run.append(chr(av))
             continue
+        if op in _ZERO_WIDTH:
+            continue  # consumes nothing: the characters on both sides are adjacent in the match
         if op is sre_constants.MAX_REPEAT or op is sre_constants.MIN_REPEAT:
             low, _high, body = av
             body = list(body)
@@ -367,7 +370,7 @@ def contained_literal(alternative: str) -> str | None:
         if len(run) > len(best):
             best = "".join(run)
         run = []
-    return best if len(best) >= 3 else None
+    return best if len(best) >= 2 else None
 
 
 def _gate(literal: str | None, regex: re.Pattern[str]) -> frozenset[str] | None:
