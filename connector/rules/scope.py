@@ -170,6 +170,9 @@ class _CompiledCue:
     mention_filter: re.Pattern[str] | None
     # A word every phrase of this group contains: the regex only runs on sentences that have it (speed).
     trigger: str | None
+    # The bare phrases (no copula, no word guards): every match of ``regex`` contains a match of them, and
+    # they scan far faster than a guard-first regex, so a sentence without one skips ``regex`` (speed).
+    precheck: re.Pattern[str] | None = None
 
 
 _SENTENCE_WORD = re.compile(r"[a-z0-9']+")
@@ -189,23 +192,27 @@ def trigger_word(phrase: str) -> str | None:
     return None
 
 
-def _first_words(phrases: Sequence[str]) -> tuple[str, ...] | None:
-    """The plain leading text each phrase regex starts with, or None when one has none (then always scan)."""
-    words = []
+def _heads(phrases: Sequence[str]) -> list[str] | None:
+    """A regex for the plain leading text of each phrase regex (with the whitespace after it, when the phrase
+    goes on with ``\s+``: "no\s" is rarer than "no"), or None when a phrase has none (then always scan)."""
+    heads = set()
     for phrase in phrases:
         for alternative in split_top_level(phrase):
             match = re.match(r"[a-z0-9]+", alternative)
-            if match is None or alternative[match.end() : match.end() + 1] in ("?", "*", "{"):
+            if match is None:
                 return None
-            words.append(match.group() if alternative[match.end() : match.end() + 1] != "+" else match.group()[:-1] or "")
-    return tuple(sorted(set(words)))
+            word, rest = match.group(), alternative[match.end() :]
+            if rest[:1] in ("?", "*", "{", "+"):
+                word, rest = word[:-1], ""  # the last character is optional or repeated: stop before it
+            if not word:
+                return None
+            heads.add(re.escape(word) + (r"\s" if rest.startswith((r"\s", " ")) else ""))
+    return sorted(heads, key=len, reverse=True)
 
 
-def _precheck(words: tuple[str, ...] | None) -> re.Pattern[str] | None:
-    """A regex that finds any of ``words`` (a substring test for all of them in one pass); None: no precheck."""
-    if words is None:
-        return None
-    return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
+def _precheck(heads: list[str] | None) -> re.Pattern[str] | None:
+    """A regex that finds any of ``heads`` (one pass instead of a test per phrase); None: no precheck."""
+    return None if heads is None else re.compile("|".join(heads))
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,18 +256,20 @@ class CueSet:
             stop = re.compile(cue.stop) if cue.stop else None
             mention_filter = re.compile(cue.mention_filter) if cue.mention_filter else None
             for trigger, members in groups.items():
-                regex = re.compile(_guarded([alt for p in members for alt in _bounded(p, cue.copula)]))
-                self._compiled.append(_CompiledCue(cue, regex, stop, mention_filter, trigger))
+                source = _guarded([alt for p in members for alt in _bounded(p, cue.copula)])
+                precheck = None
+                if trigger is None or source.startswith("(?<!"):
+                    precheck = re.compile("|".join(_phrase_regex(p) for p in members))
+                self._compiled.append(_CompiledCue(cue, re.compile(source), stop, mention_filter, trigger, precheck))
         self._always = [c for c in self._compiled if c.trigger is None]
         self._by_trigger = {}
         for c in self._compiled:
             if c.trigger is not None:
                 self._by_trigger.setdefault(c.trigger, []).append(c)
         # A match needs its phrase's first word in the sentence: a few substring tests skip most regex passes.
-        first = _first_words(pseudo)
-        self._pseudo_check = _precheck(first)
-        first = _first_words(terminate)
-        self._terminate_check = _precheck(None if first is None else (*first, ";"))
+        self._pseudo_check = _precheck(_heads(pseudo))
+        heads = _heads(terminate)
+        self._terminate_check = _precheck(None if heads is None else [*heads, ";"])
         self._triggers = frozenset(self._by_trigger)
         self._pseudo = (
             re.compile(_guarded([(a + r"(?![a-z0-9])", True) for p in pseudo for a in split_top_level(p)]))
@@ -284,6 +293,8 @@ class CueSet:
         for word in self._triggers.intersection(_SENTENCE_WORD.findall(low, start, end)):
             candidates += by_trigger[word]
         for compiled in candidates:
+            if compiled.precheck is not None and compiled.precheck.search(low, start, end) is None:
+                continue
             for m in compiled.regex.finditer(low, start, end):
                 s, e = m.span()
                 if s == e or (pseudo and any(ps < e and s < pe for ps, pe in pseudo)):
