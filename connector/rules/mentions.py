@@ -217,7 +217,7 @@ def _group_end(s: str, start: int) -> int:
 
 
 def hoist(alternative: str) -> str:
-    """The same regex alternative with a leading lookbehind (or ``\b``) moved behind the first character.
+    r"""The same regex alternative with a leading lookbehind (or ``\b``) moved behind the first character.
 
     A pattern that starts with a lookbehind defeats the regex engine's first-character scan, so it is tried at
     every position of the text (several times slower on a report); "c(?<!Gc)" checks exactly what "(?<!G)c"

@@ -193,7 +193,7 @@ def trigger_word(phrase: str) -> str | None:
 
 
 def _heads(phrases: Sequence[str]) -> list[str] | None:
-    """A regex for the plain leading text of each phrase regex (with the whitespace after it, when the phrase
+    r"""A regex for the plain leading text of each phrase regex (with the whitespace after it, when the phrase
     goes on with ``\s+``: "no\s" is rarer than "no"), or None when a phrase has none (then always scan)."""
     heads = set()
     for phrase in phrases:
