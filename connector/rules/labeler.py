@@ -6,8 +6,9 @@ in the async :class:`mappings.labels.Labeler` interface the connector and the CL
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_right
 from functools import cache
+from operator import attrgetter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ __all__ = ["RULES_VERSION", "Mention", "RuleLabeler", "find_mentions", "label_re
 # Bump when rules change: carried into FHIR/Kafka as the labeler version, so labels stay traceable.
 RULES_VERSION = "1.0.0"
 _CHF = ("chf", "heart failure")
+_START = attrgetter("start")
 _BY_PRECEDENCE = sorted(Certainty, key=PRECEDENCE.__getitem__, reverse=True)
 
 
@@ -60,7 +62,7 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
         else:
             spans = rule.finditer(low, scan_start, scan_end)
         for start, end in spans:
-            sentence_index = bisect.bisect_right(starts, start) - 1
+            sentence_index = bisect_right(starts, start) - 1
             if sentence_index < 0 or start == end:
                 continue
             sentence = sentences[sentence_index]
@@ -125,7 +127,7 @@ def aggregate(
         labels[observation] = final
         seen: set[Sentence] = set()
         spans: list[Span] = []
-        for m in sorted(found, key=lambda m: m.start):
+        for m in sorted(found, key=_START):
             if m.certainty is final and m.sentence not in seen:
                 seen.add(m.sentence)
                 spans.append(Span(start=m.sentence.start, end=m.sentence.end))
