@@ -98,7 +98,7 @@ def _hoist(alternative: str, guard: str) -> str:
     """
     first = alternative[:1]
     if first.isascii() and first.isalnum() and alternative[1:2] not in ("?", "*", "+", "{"):
-        return f"{first}(?<!{guard}{first}){alternative[1:]}"
+        return f"{first}(?<!(?:{guard}){first}){alternative[1:]}"
     return f"(?<!{guard}){alternative}"
 
 
