@@ -6,7 +6,9 @@ in the async :class:`mappings.labels.Labeler` interface the connector and the CL
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_right
+from functools import cache
+from operator import attrgetter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +24,8 @@ __all__ = ["RULES_VERSION", "Mention", "RuleLabeler", "find_mentions", "label_re
 # Bump when rules change: carried into FHIR/Kafka as the labeler version, so labels stay traceable.
 RULES_VERSION = "1.0.0"
 _CHF = ("chf", "heart failure")
+_START = attrgetter("start")
+_BY_PRECEDENCE = sorted(Certainty, key=PRECEDENCE.__getitem__, reverse=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +51,18 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
     contexts: dict[int, SentenceContext] = {}
     unmentioned: dict[tuple[int, int], list[tuple[int, int]]] = {}
     out: list[Mention] = []
-    for rule in profile.rules:
-        for start, end in rule.finditer(low, scan_start, scan_end):
-            sentence_index = bisect.bisect_right(starts, start) - 1
+    present = profile.literals.present(low)
+    selected = profile.literals.selected_parts(present)
+    for r, rule in enumerate(profile.rules):
+        if rule.parts:
+            parts = selected.get(r)
+            if not parts:
+                continue
+            spans = rule.scan_parts(low, scan_start, scan_end, parts)
+        else:
+            spans = rule.finditer(low, scan_start, scan_end)
+        for start, end in spans:
+            sentence_index = bisect_right(starts, start) - 1
             if sentence_index < 0 or start == end:
                 continue
             sentence = sentences[sentence_index]
@@ -59,9 +72,12 @@ def find_mentions(text: str, profile: Profile) -> list[Mention]:
                 key = (id(rule), sentence_index)
                 blocked = unmentioned.get(key)
                 if blocked is None:
-                    blocked = unmentioned[key] = [
-                        u.span() for u in rule.unmention.finditer(low, sentence.start, sentence.end)
-                    ]
+                    literals = rule.unmention_literals
+                    blocked = unmentioned[key] = (
+                        [u.span() for u in rule.unmention.finditer(low, sentence.start, sentence.end)]
+                        if literals is None or not literals.isdisjoint(present)
+                        else []
+                    )
                 if any(u_start < end and start < u_end for u_start, u_end in blocked):
                     continue
             weak = False
@@ -111,7 +127,7 @@ def aggregate(
         labels[observation] = final
         seen: set[Sentence] = set()
         spans: list[Span] = []
-        for m in sorted(found, key=lambda m: m.start):
+        for m in sorted(found, key=_START):
             if m.certainty is final and m.sentence not in seen:
                 seen.add(m.sentence)
                 spans.append(Span(start=m.sentence.start, end=m.sentence.end))
@@ -122,7 +138,8 @@ def aggregate(
 
 
 def _resolve(found: Sequence[Mention], negative_beats_weak: bool) -> Certainty:
-    best = max((m.certainty for m in found), key=PRECEDENCE.__getitem__)
+    certainties = [m.certainty for m in found]
+    best = next(c for c in _BY_PRECEDENCE if c in certainties)  # = max by PRECEDENCE, without hashing enums
     if (
         negative_beats_weak
         and best is Certainty.UNCERTAIN
@@ -146,6 +163,7 @@ def label_report(text: str, profile: str = "improved") -> LabelSet:
     )
 
 
+@cache
 def _info(profile: str) -> LabelerInfo:
     return LabelerInfo(name="rules", version=f"{RULES_VERSION}+{profile}")
 

@@ -6,11 +6,12 @@ difference between the two is readable in one place.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from connector.rules import cues
 from connector.rules.mentions import (
+    LiteralIndex,
     CARDIOMEGALY,
     ENLARGED_CARDIOMEDIASTINUM,
     OTHER,
@@ -42,6 +43,10 @@ class Profile:
     # Guidelines: an explicit negative beats a hedge that rests only on "stable silhouette".
     negative_beats_weak_uncertain: bool
     skip_sections: frozenset[str] = SKIPPED_SECTIONS
+    literals: LiteralIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "literals", LiteralIndex(self.rules))
 
 
 def _chexpert_tables() -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[str]]]:
