@@ -1,9 +1,114 @@
-"""radlabel sub-commands: convert (placeholder until implemented)."""
+"""radlabel convert: files of HL7 v2 ORU^R01 messages -> one FHIR transaction Bundle file per report.
+
+Writes DIR/<bundle id>.json (the canonical bytes the Kafka connector would publish) and, for every message that
+cannot be converted, DIR/dead-letter/<n>.json with the raw bytes, so nothing is lost. Exit code 0 when it ran,
+even if some messages were rejected.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from mappings.labels import Labeler, LabelerError
+
+from connector.cli.label import ApiOpt, ConfigOpt, EndpointOpt, LabelerOpt, ModelOpt, labeler_settings, make_labeler
+from connector.pipeline import MessageRejected, convert_reports, label_reports, parse_reports, split_messages
+
+BATCH_REPORTS = 32
+
+
+class _DeadLetters:
+    def __init__(self, out: Path) -> None:
+        self.folder = out / "dead-letter"
+        self.next = 1 + max((int(p.stem) for p in self.folder.glob("*.json") if p.stem.isdigit()), default=0)
+        self.reasons: Counter[str] = Counter()
+
+    def write(self, reason: str, detail: str, source: Path, raw: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record = {
+            "reason": reason,
+            "detail": detail,
+            "source": str(source),
+            "raw_base64": base64.b64encode(raw).decode("ascii"),
+        }
+        (self.folder / f"{self.next}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        self.next += 1
+        self.reasons[reason] += 1
+
+
+async def convert_files(files: list[Path], out: Path, labeler: Labeler) -> tuple[int, int, _DeadLetters]:
+    """Returns (messages converted, bundles written, dead letters)."""
+    out.mkdir(parents=True, exist_ok=True)
+    dead = _DeadLetters(out)
+    converted_messages = 0
+    bundles = 0
+    pending: list[tuple[Path, bytes, list]] = []  # (source, raw message, its reports)
+
+    async def flush() -> None:
+        nonlocal converted_messages, bundles
+        if not pending:
+            return
+        reports = [r for _, _, rs in pending for r in rs]
+        outcomes = iter(await label_reports(reports, labeler))
+        for source, raw, message_reports in pending:
+            labels = [next(outcomes) for _ in message_reports]
+            failure = next((x for x in labels if isinstance(x, LabelerError)), None)
+            if failure is not None:
+                dead.write("label-failed", f"labeler answered {type(failure).__name__}", source, raw)
+                continue
+            for item in convert_reports(message_reports, labels):  # type: ignore[arg-type]
+                (out / f"{item.bundle_id}.json").write_bytes(item.bundle)
+                bundles += 1
+            converted_messages += 1
+        pending.clear()
+
+    for source in files:
+        for raw in split_messages(source.read_bytes()):
+            try:
+                reports = parse_reports(raw)
+            except MessageRejected as exc:
+                dead.write(exc.reason, exc.detail, source, raw)
+                continue
+            pending.append((source, raw, reports))
+            if sum(len(rs) for _, _, rs in pending) >= BATCH_REPORTS:
+                await flush()
+    await flush()
+    return converted_messages, bundles, dead
+
+
+def convert(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="files of HL7 v2 messages")],
+    out: Annotated[Path, typer.Option("--out", help="output folder")],
+    labeler: LabelerOpt = "rules",
+    model: ModelOpt = None,
+    endpoint: EndpointOpt = None,
+    api: ApiOpt = "openai",
+    config: ConfigOpt = None,
+) -> None:
+    """Convert HL7 v2 ORU^R01 files (MLLP-framed or plain ER7) to FHIR R4 transaction Bundles."""
+    settings = labeler_settings(labeler, model, endpoint, api, config)
+
+    async def run() -> tuple[int, int, _DeadLetters]:
+        async with make_labeler(settings) as backend:
+            return await convert_files(files, out, backend)
+
+    messages, bundles, dead = asyncio.run(run())
+    summary = {
+        "converted": messages,
+        "bundles": bundles,
+        "rejected": sum(dead.reasons.values()),
+        "rejected_by_reason": dict(sorted(dead.reasons.items())),
+        "out": str(out),
+    }
+    typer.echo(json.dumps(summary))
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("convert")(convert)

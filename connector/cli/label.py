@@ -1,9 +1,140 @@
-"""radlabel sub-commands: label (placeholder until implemented)."""
+"""radlabel label: report texts (CSV or JSONL) -> CheXpert-encoded labels CSV, with any labeler backend."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+from pydantic import BaseModel
+
+from mappings.labels import Labeler, LabelerError, LabelSet
+from mappings.vocabulary import OBSERVATIONS
+
+from connector.settings import LabelerSettings, load_settings
+
+PROGRESS_THRESHOLD = 100
+
+
+class ReportRow(BaseModel):
+    id: str
+    report: str
+
+
+LabelerOpt = Annotated[str, typer.Option("--labeler", help="rules | llm")]
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="local model directory (in-process llm)")]
+EndpointOpt = Annotated[Optional[str], typer.Option("--endpoint", help="model server base URL (llm)")]
+ApiOpt = Annotated[str, typer.Option("--api", help="openai | tgi (with --endpoint)")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML settings file")]
+
+
+def labeler_settings(
+    labeler: str, model: Path | None, endpoint: str | None, api: str, config: Path | None = None
+) -> LabelerSettings:
+    """Settings file / RADLABEL_ env first, command-line options on top."""
+    if labeler not in ("rules", "llm"):
+        raise typer.BadParameter("--labeler must be rules or llm")
+    if api not in ("openai", "tgi"):
+        raise typer.BadParameter("--api must be openai or tgi")
+    base = load_settings(config).labeler
+    update: dict = {"kind": labeler}
+    if model is not None:
+        update["model"] = str(model)
+    if endpoint is not None:
+        update["endpoint"] = endpoint
+        update["api"] = api
+    return LabelerSettings.model_validate({**base.model_dump(), **update})
+
+
+def make_labeler(settings: LabelerSettings) -> Labeler:
+    from connector.labelers import make_labeler as factory
+
+    try:
+        return factory(settings)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def read_reports(path: Path) -> Iterator[ReportRow]:
+    """CSV with columns id,report, or JSONL with id and report (or text)."""
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                text = record.get("report", record.get("text"))
+                if "id" not in record or text is None:
+                    raise typer.BadParameter(f"{path}:{number}: JSONL records need id and report (or text)")
+                yield ReportRow(id=str(record["id"]), report=str(text))
+        return
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        text_column = "report" if "report" in fields else "text" if "text" in fields else None
+        if "id" not in fields or text_column is None:
+            raise typer.BadParameter(f"{path}: CSV needs columns id and report")
+        for row in reader:
+            yield ReportRow(id=row["id"], report=row[text_column] or "")
+
+
+async def label_rows(
+    rows: list[ReportRow], labeler: Labeler, batch_size: int, progress: bool
+) -> list[LabelSet | LabelerError]:
+    from tqdm import tqdm
+
+    results: list[LabelSet | LabelerError] = []
+    with tqdm(total=len(rows), disable=not progress, file=sys.stderr, unit="report") as bar:
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            results.extend(await labeler.label_batch_detailed([row.report for row in batch]))
+            bar.update(len(batch))
+    return results
+
+
+def label(
+    input: Annotated[Path, typer.Option("--input", exists=True, dir_okay=False, help="CSV (id,report) or JSONL")],
+    output: Annotated[Path, typer.Option("--output", help="labels CSV: id + 14 CheXpert columns (1/0/-1/blank)")],
+    labeler: LabelerOpt = "rules",
+    model: ModelOpt = None,
+    endpoint: EndpointOpt = None,
+    api: ApiOpt = "openai",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    config: ConfigOpt = None,
+) -> None:
+    """Label report texts; write CheXpert-encoded labels in dataset column order."""
+    rows = list(read_reports(input))
+    settings = labeler_settings(labeler, model, endpoint, api, config)
+
+    async def run() -> list[LabelSet | LabelerError]:
+        async with make_labeler(settings) as backend:
+            return await label_rows(rows, backend, batch_size, progress=len(rows) > PROGRESS_THRESHOLD)
+
+    results = asyncio.run(run())
+    failed: dict[str, int] = {}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", *OBSERVATIONS])
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, LabelerError):
+                # A failed report is left out, never written as all-blank (which would read as "nothing found").
+                failed[type(result).__name__] = failed.get(type(result).__name__, 0) + 1
+                continue
+            writer.writerow([row.id, *result.csv_row()])
+    summary = {"labeled": len(rows) - sum(failed.values()), "failed": failed, "output": str(output)}
+    typer.echo(json.dumps(summary))
+    if failed:
+        raise typer.Exit(code=3)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("label")(label)
+
+
+__all__ = ["label", "labeler_settings", "make_labeler", "read_reports", "register"]

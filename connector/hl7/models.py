@@ -1,0 +1,100 @@
+"""Typed boundary between HL7 parsing and everything downstream (labeling, FHIR, Kafka keys)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Namespace for every id we mint (UUIDv5): the same input always gives the same ids.
+RADLABEL_NAMESPACE = uuid.UUID("6f1c8d2e-4b7a-5e39-9a0d-2c6b1f7e8a41")
+
+SECTION_NAMES: tuple[str, ...] = ("indication", "comparison", "findings", "impression")
+
+ReportStatus = Literal["P", "F", "C", "X"]
+
+
+def mint_id(*parts: str) -> str:
+    """Deterministic resource id: UUIDv5 over the parts joined with '|'."""
+    return str(uuid.uuid5(RADLABEL_NAMESPACE, "|".join(parts)))
+
+
+class Identifier(BaseModel):
+    """One PID-3 repetition (CX)."""
+
+    model_config = ConfigDict(frozen=True)
+    value: str
+    authority: str | None = None  # CX-4.1 namespace id, e.g. "ABC"
+    authority_oid: str | None = None  # CX-4.2 universal id when CX-4.3 is ISO
+    type_code: str | None = None  # CX-5, e.g. "MR"
+
+
+class Patient(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    identifiers: tuple[Identifier, ...] = ()
+    family: str | None = None
+    given: tuple[str, ...] = ()
+    birth_date: date | None = None
+    sex: str | None = None  # HL7 table 0001 code as sent (M, F, O, U, A, N)
+
+    @property
+    def key(self) -> str | None:
+        """Stable patient key from the first identifier (authority|value), None without one."""
+        if not self.identifiers:
+            return None
+        first = self.identifiers[0]
+        return f"{first.authority_oid or first.authority or ''}|{first.value}"
+
+
+class Report(BaseModel):
+    """One radiology report: one OBR group of an ORU^R01 message."""
+
+    model_config = ConfigDict(frozen=True)
+    message_control_id: str
+    hl7_version: str
+    sending_facility: str
+    obr_index: int = Field(ge=1)  # 1-based position of the OBR in its message
+    accession: str  # OBR-3 filler number, else OBR-2 placer number
+    placer: str | None = None
+    filler: str | None = None
+    procedure_code: str | None = None
+    procedure_display: str | None = None
+    procedure_system: str | None = None
+    status: ReportStatus
+    observation_time: datetime | None = None
+    report_time: datetime | None = None
+    text: str  # the full report text, line breaks as "\n"
+    sections: dict[str, str] = Field(default_factory=dict)  # subset of SECTION_NAMES
+    patient: Patient
+
+    @property
+    def accession_key(self) -> str:
+        """Facility-qualified accession: all versions of one report share it (Kafka key, resource ids)."""
+        return f"{self.sending_facility}|{self.accession}"
+
+    @property
+    def version_key(self) -> str:
+        """Identifies this version of the report (one message, one OBR)."""
+        return f"{self.accession_key}|{self.message_control_id}|{self.obr_index}"
+
+    @property
+    def patient_id(self) -> str:
+        key = self.patient.key
+        return mint_id("Patient", key) if key else mint_id("Patient", "accession", self.accession_key)
+
+    @property
+    def diagnostic_report_id(self) -> str:
+        return mint_id("DiagnosticReport", self.accession_key)
+
+    def observation_id(self, observation: str) -> str:
+        return mint_id("Observation", self.accession_key, observation)
+
+    @property
+    def provenance_id(self) -> str:
+        return mint_id("Provenance", self.accession_key)
+
+    @property
+    def bundle_id(self) -> str:
+        return mint_id("Bundle", self.version_key)

@@ -1,0 +1,419 @@
+"""HL7 v2 ORU^R01 message bytes -> :class:`Report` (one per OBR).
+
+Parser choice (docs/HL7_FHIR.md): python-hl7 does the ER7 work (separators from MSH-1/2, segment / field /
+repetition / component split, escape sequences). hl7apy, the parser the design names, measured ~60 messages/s
+here against ~1,100/s for python-hl7, rejects bytes, a BOM and LF terminators, and its strict mode rejects long
+TX values; the end-to-end target (>= 1,000 messages/s) rules it out of the hot path. What python-hl7 lacks
+(MLLP framing, character-set handling, version and type gating, OBR grouping) is here and in framing.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta, timezone, tzinfo
+
+import hl7
+
+from connector.hl7.errors import MessageRejected
+from connector.hl7.framing import unframe
+from connector.hl7.models import SECTION_NAMES, Identifier, Patient, Report, ReportStatus
+
+# python-hl7 logs the whole field value when it meets an unknown escape sequence: that would put report text
+# (PHI) into logs. The escape is dropped either way, so its log line carries nothing we need.
+logging.getLogger("hl7.util").disabled = True
+logging.getLogger("hl7").disabled = True
+
+SUPPORTED_VERSIONS = re.compile(r"^2\.(3|3\.1|4|5|5\.1|6|7|7\.1|8|8\.1|8\.2)$")
+
+# MSH-18 character sets (HL7 table 0211) we decode; anything else is an "encoding" rejection.
+_CHARSETS: dict[str, str] = {
+    "": "",  # undeclared: UTF-8, falling back to ISO-8859-1 (HL7's historical default in Europe/US feeds)
+    "ASCII": "ascii",
+    "UNICODE UTF-8": "utf-8",
+    "UTF-8": "utf-8",
+    "8859/1": "iso-8859-1",
+    "8859/15": "iso-8859-15",
+    "ISO IR100": "iso-8859-1",
+    "ISO_IR 100": "iso-8859-1",
+    "CP1252": "cp1252",
+    "WINDOWS-1252": "cp1252",
+}
+
+_TEXT_TYPES = frozenset({"TX", "FT", "ST"})
+_HEADER_TYPES = frozenset({"CE", "CWE"})
+
+# OBX-3 identifiers that name a report section: LOINC radiology report sections, and the "&IMP"/"&GDT" suffix
+# convention of radiology information systems (e.g. the washu-tag scout feed).
+_CODED_SECTIONS: dict[str, str | None] = {
+    "18785-6": "indication",  # Radiology reason for study
+    "55752-0": "indication",  # Clinical information
+    "18834-2": "comparison",  # Radiology comparison study
+    "18782-3": "findings",  # Radiology study observation (findings)
+    "59776-5": "findings",  # Procedure findings
+    "19005-8": "impression",  # Radiology impression
+    "IMP": "impression",
+    "FND": "findings",
+    "GDT": None,  # general text: sections come from headings inside it
+}
+
+_HEADING = re.compile(
+    r"^\s*(?P<name>indications?|clinical (?:history|indication|information)|history|reason for (?:exam(?:ination)?|study)"
+    r"|comparisons?|findings?|impressions?|conclusions?)\s*:\s*(?P<rest>.*)$",
+    re.IGNORECASE,
+)
+# Sign-off lines end whatever section they follow (they are not part of the impression).
+_SIGN_OFF = re.compile(
+    r"^\s*(?:dictated|requested|transcribed|signed|electronically signed|verified|approved|attending|"
+    r"this (?:document|report) (?:has been|was) (?:electronically )?signed)\b",
+    re.IGNORECASE,
+)
+_HEADING_SECTION = {
+    "indication": "indication",
+    "indications": "indication",
+    "clinical history": "indication",
+    "clinical indication": "indication",
+    "clinical information": "indication",
+    "history": "indication",
+    "reason for exam": "indication",
+    "reason for examination": "indication",
+    "reason for study": "indication",
+    "comparison": "comparison",
+    "comparisons": "comparison",
+    "finding": "findings",
+    "findings": "findings",
+    "impression": "impression",
+    "impressions": "impression",
+    "conclusion": "impression",
+    "conclusions": "impression",
+}
+
+# OBR-25 (HL7 table 0123) and OBX-11 (table 0085) to the four report states. Some feeds send words.
+_STATUS_WORDS: dict[str, ReportStatus] = {
+    "P": "P",
+    "PRELIM": "P",
+    "PRELIMINARY": "P",
+    "WET READ": "P",
+    "R": "P",  # results stored, not yet verified
+    "A": "P",  # some results available
+    "S": "P",
+    "I": "P",
+    "O": "P",
+    "F": "F",
+    "FINAL": "F",
+    "C": "C",
+    "CORRECTED": "C",
+    "CORRECTION": "C",
+    "AMENDED": "C",
+    "X": "X",
+    "CANCELLED": "X",
+    "CANCELED": "X",
+    "D": "X",  # OBX-11: deleted
+    "W": "X",  # OBX-11: posted to the wrong patient
+}
+
+_DTM = re.compile(
+    r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?(?:\.(?P<f>\d{1,4}))?"
+    r"(?P<tz>[+-]\d{4})?$"
+)
+
+
+def parse_reports(raw: bytes, *, default_tz: tzinfo = timezone.utc) -> list[Report]:
+    """Parse one message (as split by :func:`connector.hl7.framing.split_messages`) into its reports.
+
+    ``default_tz`` applies to HL7 timestamps without an offset (most feeds send local time without one);
+    configure it to the sender's zone rather than trusting a hidden default.
+    Raises :class:`MessageRejected` for anything that is not a convertible ORU^R01.
+    """
+    unframed = unframe(raw)
+    body = unframed.body
+    if not body.strip(b"\x0b\x1c \t\r"):
+        raise MessageRejected("empty", "message holds no HL7 content")
+    if not body.startswith(b"MSH") or len(body) < 8:
+        raise MessageRejected("not-hl7", "message does not start with an MSH segment")
+    text = _decode(body)
+    try:
+        message = hl7.parse(text)
+        msh = message.segment("MSH")
+    except Exception as exc:  # python-hl7 raises several types for broken headers
+        raise MessageRejected("malformed", f"HL7 header cannot be parsed ({type(exc).__name__})") from None
+
+    message_type = _get(msh, 9, c=1).upper()
+    trigger = _get(msh, 9, c=2).upper()
+    version = _get(msh, 12).strip()
+    if not version:
+        raise MessageRejected("unsupported-version", "MSH-12 version is empty")
+    if not SUPPORTED_VERSIONS.match(version):
+        raise MessageRejected("unsupported-version", f"HL7 version {version[:10]!r} is not 2.3-2.8")
+    if (message_type, trigger) != ("ORU", "R01"):
+        raise MessageRejected("not-oru", f"message type {message_type[:3]}^{trigger[:3]} is not ORU^R01")
+    if unframed.truncated:
+        raise MessageRejected("truncated", "MLLP frame has no end block")
+
+    control_id = _get(msh, 10)
+    facility = _get(msh, 4, c=1) or _get(msh, 4, c=2) or _get(msh, 3, c=1)
+    message_time = _timestamp(_get(msh, 7), default_tz)
+    reports = _reports(message, control_id, version, facility, message_time, default_tz)
+    return reports
+
+
+def _decode(body: bytes) -> str:
+    charset = _declared_charset(body)
+    if charset not in _CHARSETS:
+        raise MessageRejected("encoding", f"unsupported MSH-18 character set {charset[:20]!r}")
+    codec = _CHARSETS[charset]
+    if not codec:
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            return body.decode("iso-8859-1")
+    try:
+        return body.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise MessageRejected("encoding", f"bytes are not valid {codec} at offset {exc.start}") from None
+
+
+def _declared_charset(body: bytes) -> str:
+    """MSH-18 read at byte level: the character set must be known before the bytes can be decoded."""
+    first = body.split(b"\r", 1)[0]
+    sep = first[3:4]
+    fields = first.split(sep) if sep else []
+    # fields[0] is "MSH", fields[1] the encoding characters: MSH-n is fields[n - 1].
+    if len(fields) < 18:
+        return ""
+    value = fields[17].split(b"~", 1)[0].split(b"^", 1)[0]
+    return value.decode("ascii", "replace").strip().upper()
+
+
+def _get(segment: hl7.Segment, field: int, r: int = 1, c: int = 1, s: int = 1) -> str:
+    """Field value by position (unescaped); "" when absent."""
+    try:
+        value = segment.extract_field(1, field, r, c, s)
+    except IndexError:
+        return ""
+    return str(value).strip()
+
+
+def _repetitions(segment: hl7.Segment, field: int) -> list[str | hl7.Repetition]:
+    if field >= len(segment):
+        return []
+    value = segment[field]
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value[0], hl7.Repetition):
+        return list(value)
+    return [str(value)]
+
+
+def _reports(
+    message: hl7.Message,
+    control_id: str,
+    version: str,
+    facility: str,
+    message_time: datetime | None,
+    default_tz: tzinfo,
+) -> list[Report]:
+    groups: list[tuple[hl7.Segment | None, hl7.Segment, list[hl7.Segment]]] = []
+    pid: hl7.Segment | None = None
+    for segment in message:
+        name = str(segment[0]).strip()
+        if name == "PID":
+            pid = segment
+        elif name == "OBR":
+            groups.append((pid, segment, []))
+        elif name == "OBX" and groups:
+            groups[-1][2].append(segment)
+    if not groups:
+        raise MessageRejected("truncated", "ORU^R01 has no OBR segment")
+    if all(p is None for p, _, _ in groups):
+        raise MessageRejected("truncated", "ORU^R01 has no PID segment")
+
+    reports = []
+    for index, (pid_segment, obr, obxs) in enumerate(groups, start=1):
+        if pid_segment is None:
+            raise MessageRejected("malformed", f"OBR {index} comes before any PID segment")
+        reports.append(
+            _report(message, index, pid_segment, obr, obxs, control_id, version, facility, message_time, default_tz)
+        )
+    return reports
+
+
+def _report(
+    message: hl7.Message,
+    index: int,
+    pid: hl7.Segment,
+    obr: hl7.Segment,
+    obxs: list[hl7.Segment],
+    control_id: str,
+    version: str,
+    facility: str,
+    message_time: datetime | None,
+    default_tz: tzinfo,
+) -> Report:
+    placer = _get(obr, 2, c=1) or None
+    filler = _get(obr, 3, c=1) or None
+    accession = filler or placer
+    if not accession:
+        raise MessageRejected("no-accession", f"OBR {index} has neither filler (OBR-3) nor placer (OBR-2) number")
+
+    lines, coded = _text_lines(message, obxs)
+    status = _status(obr, obxs)
+    if not any(line.strip() for line in lines) and status != "X":
+        # A cancellation may come without text; anything else without text is not a report.
+        raise MessageRejected("no-report-text", f"OBR {index} has no TX/FT/ST/CE/CWE result text")
+
+    return Report(
+        message_control_id=control_id,
+        hl7_version=version,
+        sending_facility=facility,
+        obr_index=index,
+        accession=accession,
+        placer=placer,
+        filler=filler,
+        procedure_code=_get(obr, 4, c=1) or None,
+        procedure_display=_get(obr, 4, c=2) or None,
+        procedure_system=_get(obr, 4, c=3) or None,
+        status=status,
+        observation_time=_timestamp(_get(obr, 7), default_tz),
+        report_time=_timestamp(_get(obr, 22), default_tz) or message_time,
+        text="\n".join(lines).strip("\n"),
+        sections=_sections(lines, coded),
+        patient=_patient(pid),
+    )
+
+
+def _text_lines(message: hl7.Message, obxs: list[hl7.Segment]) -> tuple[list[str], list[str | None]]:
+    """Report text lines and, per line, the section its OBX-3 names (if any).
+
+    When an OBX-3 code opens a section whose text carries no heading, the heading is written into the text
+    ("FINDINGS:"), so labelers that read headings see the same structure as in a dictated report."""
+    lines: list[str] = []
+    coded: list[str | None] = []
+    previous: str | None = None
+    for obx in obxs:
+        value_type = _get(obx, 2).upper()
+        if value_type not in _TEXT_TYPES and value_type not in _HEADER_TYPES:
+            continue
+        section = _coded_section(obx)
+        if value_type in _HEADER_TYPES:
+            header = _get(obx, 5, c=2) or _get(obx, 5, c=1)
+            if header:
+                lines.append(header if header.endswith(":") else header + ":")
+                coded.append(section)
+                previous = section
+            continue
+        obx_lines: list[str] = []
+        for rep in _repetitions(obx, 5) or [""]:
+            # str() re-joins components: a "^" inside free text is text, not structure.
+            text = message.unescape(str(rep)).replace("\r\n", "\n").replace("\r", "\n")
+            obx_lines.extend(line.rstrip() for line in text.split("\n"))
+        if section is not None and section != previous and not _HEADING.match(obx_lines[0]):
+            lines.append(section.upper() + ":")
+            coded.append(section)
+        lines.extend(obx_lines)
+        coded.extend([section] * len(obx_lines))
+        previous = section
+    return lines, coded
+
+
+def _coded_section(obx: hl7.Segment) -> str | None:
+    identifier = _get(obx, 3, c=1)
+    if identifier.startswith("&"):
+        return _CODED_SECTIONS.get(identifier[1:].upper())
+    return _CODED_SECTIONS.get(identifier)
+
+
+def _sections(lines: list[str], coded: list[str | None]) -> dict[str, str]:
+    """Split into indication/comparison/findings/impression by headings, else by OBX-3 section codes."""
+    collected: dict[str, list[str]] = {}
+    current: str | None = None
+    previous_code: str | None = None
+    for line, code in zip(lines, coded):
+        match = _HEADING.match(line)
+        if match:
+            current = _HEADING_SECTION[re.sub(r"\s+", " ", match.group("name").lower())]
+            rest = match.group("rest").strip()
+            collected.setdefault(current, [])
+            if rest:
+                collected[current].append(rest)
+        else:
+            if code is not None and code != previous_code:
+                current = code
+            elif _SIGN_OFF.match(line) or (line.isupper() and line.rstrip().endswith(":")):
+                current = None  # a sign-off or an unrecognised heading ("TECHNIQUE:") ends the section
+                previous_code = code
+                continue
+            if current is not None:
+                collected.setdefault(current, []).append(line)
+        previous_code = code
+    sections = {}
+    for name in SECTION_NAMES:
+        text = "\n".join(collected.get(name, [])).strip()
+        if text:
+            sections[name] = text
+    return sections
+
+
+def _status(obr: hl7.Segment, obxs: list[hl7.Segment]) -> ReportStatus:
+    for value in [_get(obr, 25)] + [_get(obx, 11) for obx in obxs]:
+        status = _STATUS_WORDS.get(value.upper())
+        if status:
+            return status
+    return "P"  # no usable status anywhere: never claim a report is final without being told
+
+
+def _patient(pid: hl7.Segment) -> Patient:
+    identifiers = []
+    for rep in range(1, len(_repetitions(pid, 3)) + 1):
+        value = _get(pid, 3, r=rep, c=1)
+        if not value:
+            continue
+        oid = _get(pid, 3, r=rep, c=4, s=2) if _get(pid, 3, r=rep, c=4, s=3).upper() == "ISO" else ""
+        identifiers.append(
+            Identifier(
+                value=value,
+                authority=_get(pid, 3, r=rep, c=4, s=1) or None,
+                authority_oid=oid or None,
+                type_code=_get(pid, 3, r=rep, c=5) or None,
+            )
+        )
+    given = tuple(g for g in (_get(pid, 5, c=2), _get(pid, 5, c=3)) if g)
+    birth = _timestamp(_get(pid, 7), timezone.utc)
+    return Patient(
+        identifiers=tuple(identifiers),
+        family=_get(pid, 5, c=1) or None,
+        given=given,
+        birth_date=birth.date() if birth else None,
+        sex=_get(pid, 8).upper()[:1] or None,
+    )
+
+
+def _timestamp(value: str, default_tz: tzinfo) -> datetime | None:
+    """HL7 DTM/TS -> aware datetime; None when absent or unreadable (a bad timestamp is not worth a rejection)."""
+    match = _DTM.match(value.strip())
+    if not match:
+        return None
+    g = match.groupdict()
+    try:
+        tz = default_tz
+        if g["tz"]:
+            sign = 1 if g["tz"][0] == "+" else -1
+            tz = timezone(sign * timedelta(hours=int(g["tz"][1:3]), minutes=int(g["tz"][3:5])))
+        fraction = int((g["f"] or "0").ljust(6, "0")[:6])
+        return datetime(
+            int(g["y"]),
+            int(g["mo"] or 1),
+            int(g["d"] or 1),
+            int(g["h"] or 0),
+            int(g["mi"] or 0),
+            int(g["s"] or 0),
+            fraction,
+            tzinfo=tz,
+        )
+    except ValueError:
+        return None
+
+
+__all__ = ["parse_reports", "SUPPORTED_VERSIONS"]
