@@ -44,6 +44,8 @@ class TrainConfig(BaseModel):
     max_length: int = 1024
     max_steps: int = -1  # > 0 overrides epochs
     lora: bool = False
+    bf16: bool | None = None  # None: bf16 on GPU, fp32 on CPU (True on CPU = bf16 autocast over fp32 weights)
+    group_by_length: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
     save_steps: int = 200
@@ -131,7 +133,8 @@ def sft_config(cfg: TrainConfig, has_val: bool):
         max_steps=cfg.max_steps,
         optim="adamw_torch",
         lr_scheduler_type=cfg.lr_scheduler,
-        bf16=on_gpu,
+        bf16=on_gpu if cfg.bf16 is None else cfg.bf16,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         use_cpu=not on_gpu,
         gradient_checkpointing=on_gpu,
         max_length=cfg.max_length,
