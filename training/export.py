@@ -142,7 +142,7 @@ def load_trained(path: Path):
 def fetch_converter(cache_dir: Path = DEFAULT_CONVERTER_CACHE) -> Path:
     """llama.cpp's converter from the llama-cpp-python sdist (``pip download --no-binary``), unpacked once."""
     script = cache_dir / "convert_hf_to_gguf.py"
-    if script.is_file():
+    if script.is_file() and (cache_dir / "conversion").is_dir():
         return cache_dir
     download = cache_dir.parent / "sdist"
     download.mkdir(parents=True, exist_ok=True)
@@ -155,8 +155,9 @@ def fetch_converter(cache_dir: Path = DEFAULT_CONVERTER_CACHE) -> Path:
     with tarfile.open(archive) as tar:
         root = tar.getnames()[0].split("/")[0]
         prefix = f"{root}/vendor/llama.cpp/"
-        members = [m for m in tar.getmembers() if m.name.startswith(prefix) and (
-            m.name == prefix + "convert_hf_to_gguf.py" or m.name.startswith(prefix + "gguf-py/"))]
+        # The script imports its model tables from conversion/ and the gguf-py beside it.
+        wanted = (prefix + "conversion/", prefix + "gguf-py/")
+        members = [m for m in tar.getmembers() if m.name == prefix + "convert_hf_to_gguf.py" or m.name.startswith(wanted)]
         if not members:
             raise ExportError(f"{archive.name} holds no vendor/llama.cpp/convert_hf_to_gguf.py")
         for m in members:
