@@ -13,7 +13,8 @@ Paths = Annotated[Optional[list[Path]], typer.Option(help="repeatable")]
 
 
 def _load_examples(table: list[Path], mimic_labels: Path | None, mimic_reports: Path | None,
-                   silver: list[Path], exclude_ids_from: list[Path], limit: int | None) -> tuple[list, dict]:
+                   silver: list[Path], exclude_ids_from: list[Path], limit: int | None,
+                   silver_profile: str = "improved") -> tuple[list, dict]:
     import csv
 
     from training import data
@@ -31,7 +32,9 @@ def _load_examples(table: list[Path], mimic_labels: Path | None, mimic_reports: 
         examples += rows
         sources.append({"kind": "mimic-cxr", "path": str(mimic_labels), "n": len(rows)})
     if silver:
-        from connector.rules.labeler import RULES_VERSION, RuleLabeler
+        from connector.rules.labeler import RuleLabeler
+
+        teacher = RuleLabeler(silver_profile)
 
         excluded: set[str] = set()
         for path in exclude_ids_from:
@@ -48,9 +51,9 @@ def _load_examples(table: list[Path], mimic_labels: Path | None, mimic_reports: 
                 reports = [(i, r) for i, r in zip(frame["id"], frame["report"]) if i not in excluded and r.strip()]
             else:
                 raise typer.BadParameter(f"{path}: need IU X-ray columns (uid, findings, ...) or id,report")
-            rows = data.silver_label(reports, RuleLabeler())
+            rows = data.silver_label(reports, teacher)
             examples += rows
-            sources.append({"kind": "silver", "path": str(path), "labeler": f"rules {RULES_VERSION}", "n": len(rows),
+            sources.append({"kind": "silver", "path": str(path), "labeler": f"{teacher.info.name} {teacher.info.version}", "n": len(rows),
                             "excluded_ids": len(excluded)})
     if not examples:
         raise typer.BadParameter("no training data: give --table, --mimic-labels/--mimic-reports or --silver")
@@ -67,6 +70,8 @@ def train_command(
     mimic_labels: Annotated[Optional[Path], typer.Option(help="mimic-cxr-2.0.0-chexpert.csv")] = None,
     mimic_reports: Annotated[Optional[Path], typer.Option(help="MIMIC-CXR report root (files/pXX/...)")] = None,
     silver: Annotated[Optional[list[Path]], typer.Option(help="reports to label with the rule labeler")] = None,
+    silver_profile: Annotated[str, typer.Option(help="rule profile for silver labels: improved | chexpert")
+                              ] = "improved",
     exclude_ids_from: Annotated[Optional[list[Path]], typer.Option(
         help="CSV with a uid column (e.g. gold-dev/reports.csv): never train on these")] = None,
     val_fraction: float = 0.05,
@@ -96,7 +101,7 @@ def train_command(
 
     logging.basicConfig(level=logging.INFO)
     examples, provenance = _load_examples(table or [], mimic_labels, mimic_reports, silver or [],
-                                          exclude_ids_from or [], limit)
+                                          exclude_ids_from or [], limit, silver_profile)
     train_set, val_set = split(examples, val_fraction, split_seed)
     provenance.update({"split": {"by": "sha256(normalised report text)", "val_fraction": val_fraction,
                                  "seed": split_seed}})
