@@ -93,7 +93,7 @@ class TransformersLabeler(Labeler):
                                             f"the model context is {self.context_length}")
             else:
                 todo.append(i)
-        # Similar lengths batch together: less padding, and greedy output does not depend on the batch.
+        # Similar lengths batch together: less padding, so less left-pad work per generated token.
         todo.sort(key=lambda i: len(prompts[i]))
         with self._lock:
             for start in range(0, len(todo), self.batch_size):
