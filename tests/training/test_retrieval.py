@@ -56,3 +56,21 @@ def test_save_load_round_trip_and_prompt_carries_examples(retriever, tmp_path):
     text = prompt_text(AutoTokenizer.from_pretrained(str(qwen_tokenizer_dir())), "Moderate right pleural effusion.", shots)
     assert text.index("Example 1 report") < text.index("Report:\nModerate right pleural effusion.")
     assert render_answer(shots[0][1]) in text
+
+
+def test_training_with_retrieval_ships_the_index_and_serving_uses_it(tmp_path):
+    from inference_client.local import TransformersLabeler
+    from training.models import LoadedBase
+    from training.sft import TrainConfig, build_rows, train
+
+    cfg = TrainConfig(base="tiny-qwen2", output_dir=tmp_path, max_steps=1, batch_size=2, grad_accum=1,
+                      retrieval_k=1, logging_steps=1, save_steps=100, max_length=512, progress=False, resume=False)
+    result = train(cfg, CORPUS)
+    labeler = TransformersLabeler(result.model_dir)
+    assert labeler.retrieval_k == 1 and labeler.retriever.examples == CORPUS
+    (prompt,) = labeler._prompts(["Moderate right pleural effusion."])
+    text = labeler.tokenizer.decode(prompt)
+    assert "Example 1 report" in text and "Example 2 report" not in text
+    # Training rows never show a report as its own example.
+    rows, _ = build_rows(CORPUS[:1], LoadedBase(None, labeler.tokenizer), 512, 1, labeler.retriever)
+    assert CORPUS[0].report not in labeler.tokenizer.decode(rows[0]["input_ids"]).split("Report:\n")[0]
