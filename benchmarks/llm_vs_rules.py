@@ -2,6 +2,7 @@
 
     python benchmarks/llm_vs_rules.py --truth gold-dev/labels.csv --rules rules.csv --llm llm.csv
 
+``--write-fallback OUT.csv`` also writes the LLM labels with the rule labels for reports the LLM failed on.
 Prints a markdown table (docs/EVALUATION_LLM.md): per observation, cells where only the LLM matches the truth,
 only the rules match, and the LLM's error kinds (missed mention = blank where the truth has a class; invented =
 a class where the truth is blank; wrong class).
@@ -25,8 +26,14 @@ def main() -> None:
     ap.add_argument("--truth", required=True)
     ap.add_argument("--rules", required=True)
     ap.add_argument("--llm", required=True)
+    ap.add_argument("--write-fallback", help="write the LLM labels with rule labels for the reports it failed "
+                    "(the connector's flagged fallback), so `radlabel evaluate` scores every report")
     args = ap.parse_args()
     truth, rules, llm = _read(args.truth), _read(args.rules), _read(args.llm)
+    if args.write_fallback:
+        missing = rules.index.difference(llm.index)
+        pd.concat([llm, rules.loc[missing]]).loc[rules.index].reset_index().to_csv(args.write_fallback, index=False)
+        print(f"wrote {args.write_fallback}: {len(missing)} report(s) from the rule fallback")
     ids = truth.index.intersection(llm.index).intersection(rules.index)
     print(f"{len(ids)} reports scored by all three (llm labeled {len(llm)})\n")
     print("| Observation | only LLM right | only rules right | LLM missed | LLM invented | LLM wrong class |")
