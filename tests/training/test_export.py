@@ -1,0 +1,85 @@
+"""Export: merged safetensors + GGUF (llama.cpp's own converter) + manifest; the GGUF reloads to the same model,
+and real llama.cpp (llama-cpp-python) tokenizes our prompt identically and answers a trained report correctly."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from mappings.prompt import parse_answer
+from training.export import CONVERTER_ENV, DEFAULT_CONVERTER_CACHE, ExportError, export, read_manifest
+
+from tests.training.conftest import MEMORISE
+
+
+def _converter_available() -> bool:
+    return bool(os.environ.get(CONVERTER_ENV)) or (DEFAULT_CONVERTER_CACHE / "convert_hf_to_gguf.py").is_file() \
+        or any((DEFAULT_CONVERTER_CACHE.parent / "sdist").glob("llama_cpp_python-*.tar.gz"))
+
+
+needs_converter = pytest.mark.skipif(not _converter_available(),
+                                     reason="llama.cpp converter not cached (radlabel export downloads it with pip)")
+
+
+@pytest.fixture(scope="module")
+def exported(trained_tiny, tmp_path_factory):
+    if not _converter_available():
+        pytest.skip("llama.cpp converter not cached")
+    out, result = trained_tiny
+    target = tmp_path_factory.mktemp("export")
+    manifest = export(out / "checkpoint-50", target, gguf=True, outtype="f32")
+    return target, manifest, result
+
+
+@needs_converter
+def test_manifest_names_base_data_hyperparameters_revision_and_files(exported):
+    target, manifest, result = exported
+    assert manifest == read_manifest(target)
+    assert manifest["base_model"]["base"] == "tiny-qwen2"
+    assert manifest["data"]["n_train"] == 2 and manifest["data"]["sources"] == [{"kind": "fixture"}]
+    assert manifest["hyperparameters"]["learning_rate"] == 3e-3
+    assert manifest["step"] == 50
+    assert len(manifest["git_revision"].split("-")[0]) == 40
+    assert set(manifest["files"]) >= {"model.safetensors", manifest["gguf"]}
+    # The version names the weights: the checkpoint's export equals the training run's final model.
+    assert manifest["version"] == read_manifest(result.model_dir)["version"]
+
+
+@needs_converter
+def test_gguf_reloads_to_the_same_logits(exported):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target, manifest, _ = exported
+    tok = AutoTokenizer.from_pretrained(target)
+    hf = AutoModelForCausalLM.from_pretrained(target)
+    gg = AutoModelForCausalLM.from_pretrained(target, gguf_file=manifest["gguf"])
+    ids = tok(MEMORISE[0].report, return_tensors="pt")
+    with torch.inference_mode():
+        assert torch.allclose(hf(**ids).logits, gg(**ids).logits, atol=1e-4)
+
+
+@needs_converter
+def test_llama_cpp_serves_the_exported_gguf(exported):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from transformers import AutoTokenizer
+
+    from training.format import prompt_ids, prompt_text
+
+    target, manifest, _ = exported
+    tok = AutoTokenizer.from_pretrained(target)
+    llm = llama_cpp.Llama(model_path=str(target / manifest["gguf"]), n_ctx=512, n_threads=1, verbose=False)
+    ex = MEMORISE[0]
+    ids = prompt_ids(tok, ex.report)
+    # No train/serve skew: llama.cpp's tokenizer reads our prompt text as exactly the training tokens.
+    assert llm.tokenize(prompt_text(tok, ex.report).encode(), add_bos=False, special=True) == ids
+    out = llm.create_completion(prompt=ids, max_tokens=60, temperature=0.0, top_k=1, stop=["<|im_end|>"])
+    assert parse_answer(out["choices"][0]["text"]) == ex.labels
+
+
+def test_export_without_run_metadata_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    with pytest.raises(ExportError, match="cannot say what this model is"):
+        export(tmp_path, tmp_path / "out", gguf=False)

