@@ -147,8 +147,15 @@ def fetch_converter(cache_dir: Path = DEFAULT_CONVERTER_CACHE) -> Path:
     download = cache_dir.parent / "sdist"
     download.mkdir(parents=True, exist_ok=True)
     if not list(download.glob("llama_cpp_python-*.tar.gz")):
+        # The converter must match the llama.cpp that will load the GGUF: take the installed version's sdist.
+        try:
+            from importlib.metadata import version
+
+            requirement = f"llama-cpp-python=={version('llama-cpp-python')}"
+        except Exception:  # not installed: the newest sdist
+            requirement = "llama-cpp-python"
         proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                               "llama-cpp-python", "-d", str(download)], capture_output=True, text=True)
+                               requirement, "-d", str(download)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise ExportError(f"pip download of the llama-cpp-python sdist failed: {proc.stderr.strip()[-400:]}")
     archive = sorted(download.glob("llama_cpp_python-*.tar.gz"))[-1]
