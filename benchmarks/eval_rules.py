@@ -31,27 +31,11 @@ sys.path.insert(0, str(REPO))
 
 from connector.evaluate.io import write_labels  # noqa: E402
 from mappings.vocabulary import OBSERVATIONS  # noqa: E402
-
-SECTIONS = (
-    ("indication", "INDICATION"),
-    ("comparison", "COMPARISON"),
-    ("findings", "FINDINGS"),
-    ("impression", "IMPRESSION"),
-)
+from training.data import iu_report_text  # noqa: E402  (one IU report layout for training and evaluation)
 
 
 def shared_dir() -> Path:
     return Path(os.environ.get("RADLABEL_SHARED", REPO.parent / "shared"))
-
-
-def iu_report_text(row: pd.Series) -> str:
-    """The IU report as one text with section headers (same layout as gold-dev reports)."""
-    parts = []
-    for column, header in SECTIONS:
-        value = row.get(column)
-        if isinstance(value, str) and value.strip():
-            parts.append(f"{header}: {value.strip()}")
-    return "\n".join(parts)
 
 
 def build_inputs(shared: Path, out: Path) -> dict[str, Path]:

@@ -41,9 +41,9 @@ def load_reports() -> tuple[list[str], str]:
     shared = Path(os.environ.get("RADLABEL_SHARED", REPO.parent / "shared"))
     path = shared / "data/iu-xray/reports.csv"
     if path.is_file():
-        sys.path.insert(0, str(REPO / "benchmarks"))
         import pandas as pd
-        from eval_rules import iu_report_text  # type: ignore[import-not-found]
+
+        from training.data import iu_report_text
 
         frame = pd.read_csv(path, dtype=str)
         frame = frame[frame["split"].isin(["train", "val"])]

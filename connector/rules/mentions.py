@@ -254,24 +254,9 @@ def required_literal(alternative: str) -> str | None:
     """A plain-text prefix every match of a single alternative starts with (after leading lookarounds), or None."""
     s = alternative
     while s.startswith(("(?<", "(?=", "(?!")):
-        depth, in_class, escaped = 0, False, False
-        for i, c in enumerate(s):
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif in_class:
-                in_class = c != "]"
-            elif c == "[":
-                in_class = True
-            elif c == "(":
-                depth += 1
-            elif c == ")":
-                depth -= 1
-                if depth == 0:
-                    s = s[i + 1 :]
-                    break
-        else:
+        try:
+            s = s[_group_end(s, 0) + 1 :]
+        except ValueError:
             return None
     if s.startswith("\\b"):
         s = s[2:]
