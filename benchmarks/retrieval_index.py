@@ -30,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from connector.cli.train import _load_examples
-    from training.data import fingerprint, split
+    from training.data import fingerprint, gold_dev_uids, split
     from training.retrieval import Retriever
 
     run = json.loads((args.run / "run.json").read_text())
@@ -39,8 +39,7 @@ def main() -> None:
     train_set, val_set = split(examples, split_cfg["val_fraction"], split_cfg["seed"])
     if fingerprint(train_set) != run["data"]["train_fingerprint"]:
         raise SystemExit("training split differs from the run's (fingerprint mismatch)")
-    gold = set()
-    from training.data import gold_dev_uids
+    gold: set[str] = set()
     for path in args.exclude_ids_from:
         gold |= {f"iu-{u}" for u in gold_dev_uids(path)}
     assert not gold & {ex.id for ex in train_set}, "gold-dev id in the index"
