@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import re._constants as sre_constants  # the stdlib regex parser: reads which literals a pattern needs
 import re._parser as sre_parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 
@@ -169,33 +169,9 @@ def _trie_regex(words: Iterable[str]) -> str:
     return emit(trie)
 
 
-def split_top_level(fragment: str) -> list[str]:
-    """Split a regex at its top-level "|" (not inside groups or classes)."""
-    out, depth, in_class, escaped, current = [], 0, False, False, []
-    for c in fragment:
-        if escaped:
-            escaped = False
-        elif c == "\\":
-            escaped = True
-        elif in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-        elif c == "|" and depth == 0:
-            out.append("".join(current))
-            current = []
-            continue
-        current.append(c)
-    out.append("".join(current))
-    return out
-
-
-def _group_end(s: str, start: int) -> int:
-    """Index of the ")" closing the group that opens at ``s[start]``."""
+def _syntax(s: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, char, group depth after it) of each "(", ")" and "|" that is regex syntax: not escaped, not
+    inside a character class. One scanner, so splitting and group matching agree on what is syntax."""
     depth, in_class, escaped = 0, False, False
     for i in range(start, len(s)):
         c = s[i]
@@ -207,12 +183,27 @@ def _group_end(s: str, start: int) -> int:
             in_class = c != "]"
         elif c == "[":
             in_class = True
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return i
+        elif c in "()|":
+            depth += (c == "(") - (c == ")")
+            yield i, c, depth
+
+
+def split_top_level(fragment: str) -> list[str]:
+    """Split a regex at its top-level "|" (not inside groups or classes)."""
+    out, last = [], 0
+    for i, c, depth in _syntax(fragment):
+        if c == "|" and depth == 0:
+            out.append(fragment[last:i])
+            last = i + 1
+    out.append(fragment[last:])
+    return out
+
+
+def _group_end(s: str, start: int) -> int:
+    """Index of the ")" closing the group that opens at ``s[start]``."""
+    for i, c, depth in _syntax(s, start):
+        if c == ")" and depth == 0:
+            return i
     raise ValueError(f"unbalanced group in {s!r}")
 
 
