@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from mappings.labels import AnswerInvalid, Labeler, LabelerError, LabelerInfo, LabelSet, ReportTooLong
-from mappings.prompt import parse_answer
+from mappings.prompt import PROMPT_VERSION, parse_answer
 
 # A full 14-key compact answer is about 110 Qwen tokens; leave headroom so a valid answer is never cut.
 DEFAULT_MAX_NEW_TOKENS = 160
@@ -31,6 +31,11 @@ class TransformersLabeler(Labeler):
 
         self.model_dir = Path(model_dir)
         manifest = read_manifest(self.model_dir)
+        # Train/serve skew guard: a model trained on another prompt version would still answer, just worse.
+        trained_on = str(manifest.get("prompt_version", ""))
+        if trained_on != PROMPT_VERSION:
+            raise ValueError(f"{self.model_dir} was trained with prompt version {trained_on or 'unknown'}; this "
+                             f"radlabel serves prompt version {PROMPT_VERSION}: retrain or use a matching release")
         if threads:
             torch.set_num_threads(threads)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))

@@ -19,7 +19,6 @@ import sys
 import tarfile
 from pathlib import Path
 
-from mappings.prompt import PROMPT_VERSION
 
 from training.sft import RUN_FILE
 
@@ -75,7 +74,8 @@ def build_manifest(model_dir: Path, run: dict, step: int | None = None, extra: d
     manifest = {
         "version": version,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "prompt_version": PROMPT_VERSION,
+        # What the model was trained with (runs written before run.json recorded it were all version 1).
+        "prompt_version": str(run.get("prompt_version", "1")),
         "base_model": run.get("base", {}),
         "data": run.get("data", {}),
         "hyperparameters": run.get("hyperparameters", {}),
@@ -114,8 +114,9 @@ def _find_run(path: Path) -> dict:
         if candidate.is_file():
             data = json.loads(candidate.read_text(encoding="utf-8"))
             if candidate.name == MANIFEST:
-                return {k: data.get(k2, {}) for k, k2 in
-                        (("base", "base_model"), ("data", "data"), ("hyperparameters", "hyperparameters"))}
+                run = {k: data.get(k2, {}) for k, k2 in
+                       (("base", "base_model"), ("data", "data"), ("hyperparameters", "hyperparameters"))}
+                return {**run, "prompt_version": data.get("prompt_version", "1")}
             return data
     raise ExportError(f"no {RUN_FILE} in {path} or its parent, nor a {MANIFEST}: cannot say what this model is")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from mappings.labels import ReportTooLong
+from mappings.prompt import PROMPT_VERSION
 from pydantic import BaseModel, Field
 from transformers import TrainerCallback
 
@@ -171,6 +172,8 @@ def train(cfg: TrainConfig, train_examples: Sequence[Example], val_examples: Seq
     log.info("training rows=%d val=%d skipped_too_long=%d", len(train_rows), len(val_rows), skipped + skipped_val)
 
     run = {
+        # The prompt format the rows were built with; export copies it into the manifest and serving checks it.
+        "prompt_version": PROMPT_VERSION,
         "base": loaded.info,
         "data": {**cfg.data, "n_train": len(train_rows), "n_val": len(val_rows),
                  "skipped_too_long": skipped + skipped_val,

@@ -38,6 +38,24 @@ async def test_saved_model_reloads_and_answers_trained_reports(trained_tiny):
         assert outcome.labeler.version == manifest["version"]
 
 
+def test_model_trained_on_another_prompt_version_is_refused(trained_tiny, tmp_path):
+    import json
+    import shutil
+
+    from inference_client.local import TransformersLabeler
+    from mappings.prompt import PROMPT_VERSION
+
+    _, result = trained_tiny
+    assert read_manifest(result.model_dir)["prompt_version"] == PROMPT_VERSION
+    other = tmp_path / "other"
+    shutil.copytree(result.model_dir, other)
+    manifest = read_manifest(other)
+    manifest["prompt_version"] = "0"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="prompt version 0"):
+        TransformersLabeler(other)
+
+
 async def test_report_too_long_is_a_typed_error_not_a_truncation(trained_tiny):
     from inference_client.local import TransformersLabeler
 
