@@ -67,7 +67,9 @@ def build_manifest(model_dir: Path, run: dict, step: int | None = None, extra: d
              if p.is_file() and (p.suffix in (".safetensors", ".gguf") or p.name == "tokenizer.json")}
     # The GGUF is derived from the safetensors, so only they name the version (same before and after export).
     weights = "".join(v for k, v in files.items() if k.endswith(".safetensors"))
-    base = run.get("base", {}).get("base", "unknown")
+    base_info = run.get("base", {})
+    # A continued run names its root base model, not the local directory it started from.
+    base = base_info.get("parent_base") or base_info.get("base", "unknown")
     short = Path(str(base)).name.replace(".gguf", "").replace("/", "-")
     # Content-addressed: the same weights always get the same version, retraining always a new one.
     version = f"radlabel-llm-{short}-{hashlib.sha256(weights.encode()).hexdigest()[:12]}"

@@ -93,3 +93,8 @@ def test_continued_training_from_an_export_keeps_the_lineage(exported):
     info = load_dir(target).info
     assert info["kind"] == "local" and info["parent_version"] == manifest["version"]
     assert info["parent_base"] == "tiny-qwen2"
+    # ... and a model trained from it is versioned under that root base, not the directory name.
+    from training.export import build_manifest
+
+    run = {"base": info, "data": {}, "hyperparameters": {}}
+    assert build_manifest(target, run)["version"].startswith("radlabel-llm-tiny-qwen2-")
