@@ -18,11 +18,11 @@ import structlog
 
 from mappings.labels import (
     AnswerInvalid,
-    Labeler,
     LabelerError,
     LabelerInfo,
     LabelerUnavailable,
     LabelSet,
+    PerReportLabeler,
     ReportTooLong,
 )
 from mappings.prompt import PROMPT_VERSION, parse_answer
@@ -61,7 +61,7 @@ class Generation:
     completion_tokens: int | None = None
 
 
-class HTTPLabeler(Labeler, abc.ABC):
+class HTTPLabeler(PerReportLabeler, abc.ABC):
     api: str = "http"
 
     def __init__(
@@ -196,14 +196,6 @@ class HTTPLabeler(Labeler, abc.ABC):
                 raise unavailable[0] from None
             raise
         return [task.result() for task in tasks]
-
-    async def label_batch(self, reports: Sequence[str]) -> list[LabelSet]:
-        """All-or-nothing: the first per-report error is raised."""
-        results = await self.label_batch_detailed(reports)
-        for result in results:
-            if isinstance(result, LabelerError):
-                raise result
-        return results  # type: ignore[return-value]
 
     def _on_breaker(self, state: BreakerState) -> None:
         log.warning("labeler_circuit", state=state.value, api=self.api)

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from mappings.labels import AnswerInvalid, Labeler, LabelerError, LabelerInfo, LabelSet, ReportTooLong
+from mappings.labels import AnswerInvalid, LabelerError, LabelerInfo, LabelSet, PerReportLabeler, ReportTooLong
 from mappings.prompt import PROMPT_VERSION, parse_answer
 
 # A full 14-key compact answer is about 110 Qwen tokens; leave headroom so a valid answer is never cut.
 DEFAULT_MAX_NEW_TOKENS = 160
 
 
-class TransformersLabeler(Labeler):
+class TransformersLabeler(PerReportLabeler):
     def __init__(self, model_dir: str | Path, batch_size: int = 8, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                  threads: int | None = None, context_length: int | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -115,13 +115,6 @@ class TransformersLabeler(Labeler):
 
     async def label_batch_detailed(self, reports: Sequence[str]) -> list[LabelSet | LabelerError]:
         return await asyncio.to_thread(self.label_sync, list(reports))
-
-    async def label_batch(self, reports: Sequence[str]) -> list[LabelSet]:
-        outcomes = await self.label_batch_detailed(reports)
-        for outcome in outcomes:
-            if isinstance(outcome, LabelerError):
-                raise outcome
-        return outcomes  # type: ignore[return-value]
 
     async def aclose(self) -> None:
         self.model = None  # type: ignore[assignment]

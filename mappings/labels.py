@@ -105,6 +105,24 @@ class Labeler(abc.ABC):
         await self.aclose()
 
 
+class PerReportLabeler(Labeler):
+    """A backend whose natural result is per report (model labelers: one report's answer can be invalid while its
+    neighbours are fine). It implements :meth:`label_batch_detailed`; :meth:`label_batch` is the all-or-nothing
+    view of it, so that rule lives here once instead of in every backend."""
+
+    @abc.abstractmethod
+    async def label_batch_detailed(self, reports: Sequence[str]) -> list[LabelSet | LabelerError]:
+        raise NotImplementedError
+
+    async def label_batch(self, reports: Sequence[str]) -> list[LabelSet]:
+        """All-or-nothing: the first per-report error is raised."""
+        outcomes = await self.label_batch_detailed(reports)
+        for outcome in outcomes:
+            if isinstance(outcome, LabelerError):
+                raise outcome
+        return outcomes  # type: ignore[return-value]
+
+
 def labels_from_mapping(values: Mapping[str, Certainty | None]) -> dict[str, Certainty]:
     """Drop blanks and order by vocabulary."""
     return {name: values[name] for name in OBSERVATIONS if values.get(name) is not None}  # type: ignore[misc]

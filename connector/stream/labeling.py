@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from mappings.labels import Labeler, LabelerError, LabelerUnavailable, LabelSet
+from mappings.labels import Labeler, LabelerError, LabelerUnavailable, LabelSet, PerReportLabeler
 
 from connector.logging import get_logger
 from connector.stream.metrics import Metrics
@@ -21,7 +21,7 @@ from connector.stream.metrics import Metrics
 log = get_logger(__name__)
 
 
-class BatchLabeler(Labeler):
+class BatchLabeler(PerReportLabeler):
     """A Labeler decorator: the connector hands it whole poll batches."""
 
     def __init__(self, labeler: Labeler, metrics: Metrics, *, max_batch: int = 16, max_concurrency: int = 4,
@@ -36,13 +36,6 @@ class BatchLabeler(Labeler):
         self.backoff_max_s = backoff_max_s
         self.info = labeler.info
         self._slots = asyncio.Semaphore(max(1, max_concurrency))
-
-    async def label_batch(self, reports: Sequence[str]) -> list[LabelSet]:
-        out = await self.label_batch_detailed(reports)
-        for item in out:
-            if isinstance(item, LabelerError):
-                raise item
-        return out  # type: ignore[return-value]
 
     async def label_batch_detailed(self, texts: Sequence[str]) -> list[LabelSet | LabelerError]:
         chunks = [list(texts[i:i + self.max_batch]) for i in range(0, len(texts), self.max_batch)]
