@@ -60,8 +60,8 @@ def bench_offline(values: list[bytes]) -> dict:
         async def run() -> tuple[float, float]:
             async with RuleLabeler() as labeler:
                 started, cpu = time.perf_counter(), time.thread_time()
-                messages, bundles, _ = await convert_files([source], Path(tmp) / "out", labeler)
-                assert bundles == len(values), (messages, bundles)
+                counts, _ = await convert_files([source], Path(tmp) / "out", labeler)
+                assert counts.bundles == len(values), (counts.messages, counts.bundles, counts.skipped)
                 return time.perf_counter() - started, time.thread_time() - cpu
 
         elapsed, cpu = asyncio.run(run())

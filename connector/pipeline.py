@@ -1,16 +1,23 @@
-"""The public conversion API: HL7 v2 bytes -> reports -> labels -> validated FHIR transaction Bundles.
+"""The public conversion API: HL7 v2 bytes -> reports -> (triage) -> labels -> validated FHIR transaction Bundles.
 
-Both `radlabel convert` and the Kafka connector call :func:`convert_message`, so the same message gives
-byte-identical bundles on either path. Everything here except the labeler call is a pure function.
+Both `radlabel convert` and the Kafka connector use these functions, so the same message gives byte-identical
+bundles on either path. Everything here except the labeler call is a pure function.
+
+Triage (docs/HL7_FHIR.md "What gets labeled") runs before any labeler is asked: a report is skipped, with a PHI-free
+reason, when its study is not a chest radiograph (mappings.scope) or its text asserts nothing
+(mappings.nondiagnostic). A skipped report publishes nothing, so it changes nothing on the patient's record: an
+addendum-only correction leaves the earlier version's findings in place.
 """
 
 from __future__ import annotations
 
-from datetime import timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 
 from pydantic import BaseModel, ConfigDict
 
 from mappings.labels import Labeler, LabelerError, LabelSet
+from mappings.nondiagnostic import non_diagnostic_reason
+from mappings.scope import ScopeRules, StudyFacts, default_rules
 
 from connector.fhir.bundle import build_bundle, build_bundle_shared, bundle_bytes, bundle_id
 from connector.fhir.validate import InvalidResource, validate_bundle
@@ -22,6 +29,10 @@ from connector.hl7.parse import parse_reports as _parse_reports
 __all__ = [
     "REJECT_REASONS",
     "Converted",
+    "Skip",
+    "Skipped",
+    "study_facts",
+    "triage",
     "InvalidResource",
     "MessageRejected",
     "Report",
@@ -48,50 +59,128 @@ class Converted(BaseModel):
     labels: LabelSet
 
 
+class Skip(BaseModel):
+    """Why a report is not labeled (PHI-free codes): ``excluded:*`` (study scope) or ``non-diagnostic:*``."""
+
+    model_config = ConfigDict(frozen=True)
+    reason: str
+    signal: str  # which signal decided: code | procedure-text | service-section | report-text | text
+
+
+class Skipped(BaseModel):
+    """One report of a message that publishes nothing."""
+
+    model_config = ConfigDict(frozen=True)
+    key: str
+    bundle_id: str
+    status: str
+    reason: str
+    signal: str
+
+
+def study_facts(report: Report) -> StudyFacts:
+    return StudyFacts(
+        procedure_code=report.procedure_code,
+        procedure_system=report.procedure_system,
+        procedure_text=report.procedure_display,
+        alt_code=report.procedure_alt_code,
+        alt_text=report.procedure_alt_display,
+        alt_system=report.procedure_alt_system,
+        service_section=report.service_section,
+        body_part=report.body_part,
+        report_text=report.text,
+    )
+
+
+def triage(report: Report, rules: ScopeRules | None = None) -> Skip | None:
+    """None when the report is labeled; else why not. Scope first (a brain MRI saying "no acute findings" is out of
+    scope, not a normal chest), then the text. A cancellation (status X) carries no text to judge: it is skipped only
+    when its order itself names another study, so a cancelled chest radiograph always withdraws its findings."""
+    decision = (rules or default_rules()).decide(study_facts(report))
+    if report.status == "X":
+        if not decision.in_scope and decision.signal != "report-text":
+            return Skip(reason=decision.reason, signal=decision.signal)
+        return None
+    if not decision.in_scope:
+        return Skip(reason=decision.reason, signal=decision.signal)
+    reason = non_diagnostic_reason(report.text)
+    if reason is not None:
+        return Skip(reason=reason, signal="text")
+    return None
+
+
 def parse_reports(raw: bytes, *, default_tz: tzinfo = timezone.utc) -> list[Report]:
     """One message's bytes (MLLP-framed or not) -> its reports. Raises :class:`MessageRejected`."""
     return _parse_reports(raw, default_tz=default_tz)
 
 
-def build_validated_bundle(report: Report, labels: LabelSet) -> bytes:
+def build_validated_bundle(report: Report, labels: LabelSet, *, recorded: datetime | None = None) -> bytes:
     """Build, validate (fhir.resources) and serialise one bundle. Raises :class:`InvalidResource` on a bug."""
-    bundle = build_bundle_shared(report, labels)
+    bundle = build_bundle_shared(report, labels, recorded=recorded)
     validate_bundle(bundle)
     return bundle_bytes(bundle)
 
 
-def convert_reports(reports: list[Report], labels: list[LabelSet]) -> list[Converted]:
-    return [
-        Converted(
-            key=report.accession_key,
-            bundle_id=bundle_id(report),
-            status=report.status,
-            bundle=build_validated_bundle(report, label_set),
-            labels=label_set,
+def convert_reports(
+    reports: list[Report], outcomes: list[LabelSet | Skip], *, recorded: datetime | None = None
+) -> list[Converted | Skipped]:
+    """One result per report: a validated bundle, or the skip that publishes nothing. ``recorded`` is the labeling
+    time for Provenance.recorded (the input record's timestamp in `run`); None uses the message time (MSH-7)."""
+    out: list[Converted | Skipped] = []
+    for report, outcome in zip(reports, outcomes, strict=True):
+        if isinstance(outcome, Skip):
+            out.append(Skipped(key=report.accession_key, bundle_id=bundle_id(report), status=report.status,
+                               reason=outcome.reason, signal=outcome.signal))
+            continue
+        out.append(
+            Converted(
+                key=report.accession_key,
+                bundle_id=bundle_id(report),
+                status=report.status,
+                bundle=build_validated_bundle(report, outcome, recorded=recorded),
+                labels=outcome,
+            )
         )
-        for report, label_set in zip(reports, labels, strict=True)
-    ]
+    return out
 
 
-async def label_reports(reports: list[Report], labeler: Labeler) -> list[LabelSet | LabelerError]:
-    """Label the reports that need it in one batch; one outcome per report (a LabelSet or that report's typed
-    labeler error). A cancelled report (status X) is not labeled: all its findings are retired, so it gets an
-    empty LabelSet naming the labeler. Whole-batch failures (LabelerUnavailable) propagate."""
-    to_label = [i for i, report in enumerate(reports) if report.status != "X"]
+async def label_reports(
+    reports: list[Report], labeler: Labeler, *, rules: ScopeRules | None = None
+) -> list[LabelSet | LabelerError | Skip]:
+    """Triage, then label the reports that need it in one batch; one outcome per report (a LabelSet, that report's
+    typed labeler error, or the :class:`Skip` that keeps it from any labeler). A cancelled report (status X) is not
+    labeled: all its findings are retired, so it gets an empty LabelSet naming the labeler. Whole-batch failures
+    (LabelerUnavailable) propagate."""
+    out: list[LabelSet | LabelerError | Skip] = []
+    to_label: list[int] = []
+    for i, report in enumerate(reports):
+        skip = triage(report, rules)
+        if skip is not None:
+            out.append(skip)
+            continue
+        out.append(LabelSet(labeler=labeler.info))
+        if report.status != "X":
+            to_label.append(i)
     outcomes = await labeler.label_batch_detailed([reports[i].text for i in to_label]) if to_label else []
-    out: list[LabelSet | LabelerError] = [LabelSet(labeler=labeler.info) for _ in reports]
     for i, outcome in zip(to_label, outcomes, strict=True):
         out[i] = outcome
     return out
 
 
-async def convert_message(raw: bytes, labeler: Labeler, *, default_tz: tzinfo = timezone.utc) -> list[Converted]:
-    """One message -> one :class:`Converted` per report. Raises :class:`MessageRejected` for bad input, and the
-    labeler's errors (LabelerUnavailable for the batch; AnswerInvalid / ReportTooLong for a report) so the caller
-    can retry or dead-letter without losing the message."""
+async def convert_message(
+    raw: bytes,
+    labeler: Labeler,
+    *,
+    default_tz: tzinfo = timezone.utc,
+    rules: ScopeRules | None = None,
+    recorded: datetime | None = None,
+) -> list[Converted | Skipped]:
+    """One message -> one :class:`Converted` (or :class:`Skipped`) per report. Raises :class:`MessageRejected` for
+    bad input, and the labeler's errors (LabelerUnavailable for the batch; AnswerInvalid / ReportTooLong for a
+    report) so the caller can retry or dead-letter without losing the message."""
     reports = parse_reports(raw, default_tz=default_tz)
-    outcomes = await label_reports(reports, labeler)
+    outcomes = await label_reports(reports, labeler, rules=rules)
     for outcome in outcomes:
         if isinstance(outcome, LabelerError):
             raise outcome
-    return convert_reports(reports, outcomes)  # type: ignore[arg-type]
+    return convert_reports(reports, outcomes, recorded=recorded)  # type: ignore[arg-type]

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr
+
+from mappings.scope import ScopeSettingsModel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -68,6 +70,8 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     labeler: LabelerSettings = Field(default_factory=LabelerSettings)
+    # Study scope (mappings/scope.py): extra studies a site has validated, and its own procedure codes.
+    scope: ScopeSettingsModel = Field(default_factory=ScopeSettingsModel)
     log_level: str = "INFO"
     log_json: bool = True
     http_port: int = 8080  # metrics + health

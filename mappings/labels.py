@@ -123,6 +123,24 @@ class PerReportLabeler(Labeler):
         return outcomes  # type: ignore[return-value]
 
 
+async def label_texts(labeler: Labeler, texts: Sequence[str]) -> list[LabelSet | LabelerError]:
+    """Label report texts the way every radlabel path must: a text that asserts nothing
+    (:mod:`mappings.nondiagnostic`) is never shown to the labeler and gets an all-blank LabelSet naming it, so no
+    backend can turn "report pending" into No Finding. The rest goes to the labeler in one batch."""
+    from mappings.nondiagnostic import non_diagnostic_reason
+
+    out: list[LabelSet | LabelerError] = []
+    asked: list[int] = []
+    for i, text in enumerate(texts):
+        out.append(LabelSet(labeler=labeler.info))
+        if non_diagnostic_reason(text) is None:
+            asked.append(i)
+    answers = await labeler.label_batch_detailed([texts[i] for i in asked]) if asked else []
+    for i, answer in zip(asked, answers, strict=True):
+        out[i] = answer
+    return out
+
+
 def labels_from_mapping(values: Mapping[str, Certainty | None]) -> dict[str, Certainty]:
     """Drop blanks and order by vocabulary."""
     return {name: values[name] for name in OBSERVATIONS if values.get(name) is not None}  # type: ignore[misc]

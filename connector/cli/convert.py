@@ -1,8 +1,13 @@
 """radlabel convert: files of HL7 v2 ORU^R01 messages -> one FHIR transaction Bundle file per report.
 
 Writes DIR/<bundle id>.json (the canonical bytes the Kafka connector would publish) and, for every message that
-cannot be converted, DIR/dead-letter/<n>.json with the raw bytes, so nothing is lost. Exit code 0 when it ran,
-even if some messages were rejected.
+cannot be converted, DIR/dead-letter/<n>.json with the raw bytes, so nothing is lost. A report that is not a chest
+radiograph, or whose text asserts nothing, writes nothing and is counted in the summary ("skipped",
+"skipped_by_reason"). Exit code 0 when it ran, even if some messages were rejected.
+
+Provenance.recorded (when the labeling happened) must be stable for byte-identical reruns: `run` uses each input
+record's Kafka timestamp; `convert` uses --recorded-at when given, else each message's MSH-7 (when the sender built
+the message: what the Kafka timestamp is when an interface engine publishes as it sends).
 """
 
 from __future__ import annotations
@@ -11,15 +16,26 @@ import asyncio
 import base64
 import json
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from mappings.labels import Labeler, LabelerError
+from mappings.scope import ScopeRules
 
 from connector.cli.label import ApiOpt, ConfigOpt, EndpointOpt, LabelerOpt, ModelOpt, labeler_settings, make_labeler
-from connector.pipeline import InvalidResource, MessageRejected, convert_reports, label_reports, parse_reports, split_messages
+from connector.pipeline import (
+    InvalidResource,
+    MessageRejected,
+    Skipped,
+    convert_reports,
+    label_reports,
+    parse_reports,
+    split_messages,
+)
+from connector.settings import load_settings
 
 BATCH_REPORTS = 32
 
@@ -43,20 +59,26 @@ class _DeadLetters:
         self.reasons[reason] += 1
 
 
-async def convert_files(files: list[Path], out: Path, labeler: Labeler) -> tuple[int, int, _DeadLetters]:
-    """Returns (messages converted, bundles written, dead letters)."""
+class Summary:
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bundles = 0
+        self.skipped: Counter[str] = Counter()
+
+
+async def convert_files(files: list[Path], out: Path, labeler: Labeler, *, rules: ScopeRules | None = None,
+                        recorded: datetime | None = None) -> tuple[Summary, _DeadLetters]:
+    """Returns the counts (messages converted, bundles written, reports skipped by reason) and the dead letters."""
     out.mkdir(parents=True, exist_ok=True)
     dead = _DeadLetters(out)
-    converted_messages = 0
-    bundles = 0
+    summary = Summary()
     pending: list[tuple[Path, bytes, list]] = []  # (source, raw message, its reports)
 
     async def flush() -> None:
-        nonlocal converted_messages, bundles
         if not pending:
             return
         reports = [r for _, _, rs in pending for r in rs]
-        outcomes = iter(await label_reports(reports, labeler))
+        outcomes = iter(await label_reports(reports, labeler, rules=rules))
         for source, raw, message_reports in pending:
             labels = [next(outcomes) for _ in message_reports]
             failure = next((x for x in labels if isinstance(x, LabelerError)), None)
@@ -64,15 +86,18 @@ async def convert_files(files: list[Path], out: Path, labeler: Labeler) -> tuple
                 dead.write("label-failed", f"labeler answered {type(failure).__name__}", source, raw)
                 continue
             try:
-                converted = convert_reports(message_reports, labels)  # type: ignore[arg-type]
+                converted = convert_reports(message_reports, labels, recorded=recorded)  # type: ignore[arg-type]
             except InvalidResource as exc:
                 # A mapping bug, not bad input: keep the message and say so loudly.
                 dead.write("invalid-fhir", str(exc), source, raw)
                 continue
             for item in converted:
+                if isinstance(item, Skipped):
+                    summary.skipped[item.reason] += 1
+                    continue
                 (out / f"{item.bundle_id}.json").write_bytes(item.bundle)
-                bundles += 1
-            converted_messages += 1
+                summary.bundles += 1
+            summary.messages += 1
         pending.clear()
 
     for source in files:
@@ -86,7 +111,7 @@ async def convert_files(files: list[Path], out: Path, labeler: Labeler) -> tuple
             if sum(len(rs) for _, _, rs in pending) >= BATCH_REPORTS:
                 await flush()
     await flush()
-    return converted_messages, bundles, dead
+    return summary, dead
 
 
 def convert(
@@ -97,23 +122,33 @@ def convert(
     endpoint: EndpointOpt = None,
     api: ApiOpt = "openai",
     config: ConfigOpt = None,
+    recorded_at: Annotated[
+        Optional[datetime],
+        typer.Option("--recorded-at", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"],
+                     help="labeling time for Provenance.recorded (ISO 8601; default: each message's MSH-7)"),
+    ] = None,
 ) -> None:
     """Convert HL7 v2 ORU^R01 files (MLLP-framed or plain ER7) to FHIR R4 transaction Bundles."""
     settings = labeler_settings(labeler, model, endpoint, api, config)
+    rules = load_settings(config).scope.rules()
+    if recorded_at is not None and recorded_at.tzinfo is None:
+        recorded_at = recorded_at.replace(tzinfo=timezone.utc)
 
-    async def run() -> tuple[int, int, _DeadLetters]:
+    async def run() -> tuple[Summary, _DeadLetters]:
         async with make_labeler(settings) as backend:
-            return await convert_files(files, out, backend)
+            return await convert_files(files, out, backend, rules=rules, recorded=recorded_at)
 
     try:
-        messages, bundles, dead = asyncio.run(run())
+        counts, dead = asyncio.run(run())
     except LabelerError as exc:
         # The whole labeler is down (e.g. model server unreachable): stop rather than dead-letter every message.
         typer.echo(f"labeler unavailable ({type(exc).__name__}); bundles written so far are kept", err=True)
         raise typer.Exit(code=2) from None
     summary = {
-        "converted": messages,
-        "bundles": bundles,
+        "converted": counts.messages,
+        "bundles": counts.bundles,
+        "skipped": sum(counts.skipped.values()),
+        "skipped_by_reason": dict(sorted(counts.skipped.items())),
         "rejected": sum(dead.reasons.values()),
         "rejected_by_reason": dict(sorted(dead.reasons.items())),
         "out": str(out),

@@ -13,7 +13,9 @@ from typing import Annotated, Optional
 import typer
 from pydantic import BaseModel
 
-from mappings.labels import Labeler, LabelerError, LabelSet
+from mappings.labels import Labeler, LabelerError, LabelSet, label_texts
+from mappings.nondiagnostic import non_diagnostic_reason
+from mappings.scope import StudyFacts, default_rules
 from mappings.vocabulary import OBSERVATIONS
 
 from connector.settings import LabelerSettings, load_settings
@@ -86,13 +88,15 @@ def read_reports(path: Path) -> Iterator[ReportRow]:
 async def label_rows(
     rows: list[ReportRow], labeler: Labeler, batch_size: int, progress: bool
 ) -> list[LabelSet | LabelerError]:
+    """Label every row; a text that asserts nothing gets an all-blank row without asking the labeler
+    (mappings.labels.label_texts, the rule every radlabel path shares)."""
     from tqdm import tqdm
 
     results: list[LabelSet | LabelerError] = []
     with tqdm(total=len(rows), disable=not progress, file=sys.stderr, unit="report") as bar:
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            results.extend(await labeler.label_batch_detailed([row.report for row in batch]))
+            results.extend(await label_texts(labeler, [row.report for row in batch]))
             bar.update(len(batch))
     return results
 
@@ -106,14 +110,30 @@ def label(
     api: ApiOpt = "openai",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     config: ConfigOpt = None,
+    scope: Annotated[
+        str,
+        typer.Option("--scope", help="none: label every row | text: judge from the text alone whether each report "
+                     "is a chest radiograph (in_scope column; other rows are left blank)"),
+    ] = "none",
 ) -> None:
-    """Label report texts; write CheXpert-encoded labels in dataset column order."""
+    """Label report texts; write CheXpert-encoded labels in dataset column order. A text that asserts nothing
+    ("report pending", an empty cell) is written all blank: it never becomes No Finding."""
+    if scope not in ("none", "text"):
+        raise typer.BadParameter("--scope must be none or text")
     rows = list(read_reports(input))
     settings = labeler_settings(labeler, model, endpoint, api, config)
+    in_scope: list[bool] | None = None
+    if scope == "text":
+        rules = default_rules()
+        in_scope = [rules.decide(StudyFacts(report_text=row.report)).in_scope for row in rows]
+    to_label = [row for i, row in enumerate(rows) if in_scope is None or in_scope[i]]
 
     async def run() -> list[LabelSet | LabelerError]:
         async with make_labeler(settings) as backend:
-            return await label_rows(rows, backend, batch_size, progress=len(rows) > PROGRESS_THRESHOLD)
+            labeled = iter(await label_rows(to_label, backend, batch_size, progress=len(to_label) > PROGRESS_THRESHOLD))
+            info = backend.info
+        return [next(labeled) if in_scope is None or in_scope[i] else LabelSet(labeler=info)
+                for i in range(len(rows))]
 
     try:
         results = asyncio.run(run())
@@ -122,16 +142,22 @@ def label(
         raise typer.Exit(code=2) from None
     failed: dict[str, int] = {}
     output.parent.mkdir(parents=True, exist_ok=True)
+    non_diagnostic = 0
     with output.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["id", *OBSERVATIONS])
-        for row, result in zip(rows, results, strict=True):
+        writer.writerow(["id", *OBSERVATIONS, *(["in_scope"] if in_scope is not None else [])])
+        for i, (row, result) in enumerate(zip(rows, results, strict=True)):
             if isinstance(result, LabelerError):
                 # A failed report is left out, never written as all-blank (which would read as "nothing found").
                 failed[type(result).__name__] = failed.get(type(result).__name__, 0) + 1
                 continue
-            writer.writerow([row.id, *result.csv_row()])
-    summary = {"labeled": len(rows) - sum(failed.values()), "failed": failed, "output": str(output)}
+            if (in_scope is None or in_scope[i]) and non_diagnostic_reason(row.report) is not None:
+                non_diagnostic += 1
+            writer.writerow([row.id, *result.csv_row(), *([int(in_scope[i])] if in_scope is not None else [])])
+    summary: dict = {"labeled": len(rows) - sum(failed.values()), "failed": failed,
+                     "non_diagnostic": non_diagnostic, "output": str(output)}
+    if in_scope is not None:
+        summary["out_of_scope"] = in_scope.count(False)
     typer.echo(json.dumps(summary))
     if failed:
         raise typer.Exit(code=3)

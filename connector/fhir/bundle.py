@@ -1,6 +1,12 @@
 """(Report, LabelSet) -> FHIR R4 transaction Bundle as a plain dict. A pure function: no clock, no randomness, so
 the same input always gives the same JSON and a replay overwrites instead of duplicating.
 
+Machine assertion (docs/HL7_FHIR.md "Marking machine labels"): every label Observation carries meta.security AIAST
+(HL7 AI Transparency on FHIR), status "preliminary" (unverified by a clinician, whatever the report's own status),
+a second category "machine-label", Observation.device -> the labeler Device (deterministic id per labeler name,
+version and model), and the evidence the labeler read in Observation.note. Provenance.recorded is the labeling time
+the caller passes (the Kafka record timestamp in `run`, MSH-7 in `convert`), never the wall clock.
+
 Retiring findings (docs/HL7_FHIR.md): every one of the 14 observations has a fixed id per report
 (UUIDv5 of facility|accession|observation) and every bundle PUTs all 14. A labeled observation carries its
 presence qualifier and the report's status; a blank one is PUT with status "entered-in-error" and no value.
@@ -14,6 +20,7 @@ that aborts the whole transaction on Medplum, and conditional DELETE forces its 
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -23,7 +30,7 @@ from mappings.labels import LabelSet
 from mappings.terminology import LOCAL_SYSTEM, PRESENCE_QUALIFIER, SNOMED_SYSTEM, finding_codes
 from mappings.vocabulary import OBSERVATIONS, Certainty
 
-from connector.hl7.models import Report
+from connector.hl7.models import Report, mint_id
 
 LOINC_SYSTEM = "http://loinc.org"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -35,8 +42,32 @@ AUTHORITY_SYSTEM_PREFIX = "urn:radlabel:assigning-authority:"
 PROCEDURE_SYSTEM_PREFIX = "urn:radlabel:procedure-code:"
 
 _FHIR_STATUS = {"P": "preliminary", "F": "final", "C": "corrected", "X": "cancelled"}
+# A machine label is never a clinician-verified result: "preliminary" ("data may be incomplete or unverified")
+# whatever the report's own status (which DiagnosticReport.status carries); "cancelled" when the report is.
+_LABEL_STATUS = {"P": "preliminary", "F": "preliminary", "C": "preliminary", "X": "cancelled"}
 _IMAGING_CATEGORY = {"coding": [{"system": OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}]}
-_CATEGORIES = [_IMAGING_CATEGORY]
+RADLABEL_CATEGORY_SYSTEM = "urn:radlabel:codesystem:observation-category"
+_MACHINE_CATEGORY = {
+    "coding": [
+        {
+            "system": RADLABEL_CATEGORY_SYSTEM,
+            "code": "machine-label",
+            "display": "Machine-asserted label, not verified by a clinician",
+        }
+    ]
+}
+_CATEGORIES = [_IMAGING_CATEGORY, _MACHINE_CATEGORY]
+# HL7 AI Transparency on FHIR: "Artificial Intelligence asserted" security label, and the AI Device vocabulary.
+V3_OBSERVATION_VALUE = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+_AI_META = {"security": [{"system": V3_OBSERVATION_VALUE, "code": "AIAST", "display": "Artificial Intelligence asserted"}]}
+AI_DEVICE_TYPE_SYSTEM = "http://hl7.org/fhir/uv/aitransparency/CodeSystem/AIdeviceTypeCS"
+AI_KIND_EXTENSION = "http://hl7.org/fhir/uv/aitransparency/StructureDefinition/aitransparency.AIKind"
+_AI_KIND = {  # labeler name -> AIdeviceTypeCS code
+    "rules": ("Rule-Based-Systems", "Rule-Based Systems"),
+    "llm": ("Large-Language-Models", "Large Language Models"),
+}
+# Evidence notes are for a reviewer, not a copy of the report: each quoted span is cut at this many characters.
+_EVIDENCE_MAX = 300
 _GENDER = {"M": "male", "F": "female", "O": "other", "A": "other", "N": "other", "U": "unknown"}
 # Used when OBR-4 carries no code: LOINC "Diagnostic imaging study".
 _DEFAULT_REPORT_CODE = {"system": LOINC_SYSTEM, "code": "18748-4", "display": "Diagnostic imaging study"}
@@ -49,13 +80,20 @@ def bundle_id(report: Report) -> str:
     return report.bundle_id
 
 
-def build_bundle(report: Report, labels: LabelSet) -> dict:
+def build_bundle(report: Report, labels: LabelSet, *, recorded: datetime | None = None) -> dict:
     """The transaction Bundle for one report version (unvalidated; see connector.fhir.validate). A dict of its own:
-    the caller may change it."""
-    return orjson.loads(orjson.dumps(build_bundle_shared(report, labels)))
+    the caller may change it. ``recorded``: when the labeling happened (see :func:`labeling_time`)."""
+    return orjson.loads(orjson.dumps(build_bundle_shared(report, labels, recorded=recorded)))
 
 
-def build_bundle_shared(report: Report, labels: LabelSet) -> dict:
+def labeling_time(report: Report, recorded: datetime | None) -> str:
+    """Provenance.recorded: the caller's stable labeling time, else the message time (MSH-7), else the report's own
+    times, else a fixed, obviously synthetic instant; never the wall clock (it would break byte-identical replays)."""
+    when = recorded or report.message_time or report.report_time or report.observation_time
+    return when.isoformat() if when else _NO_TIME
+
+
+def build_bundle_shared(report: Report, labels: LabelSet, *, recorded: datetime | None = None) -> dict:
     """:func:`build_bundle` without the copy: constant parts (codes, categories, the labeler method) are objects
     shared with other bundles, and parts repeat inside the bundle. For validating and serialising right away;
     never mutate it."""
@@ -65,22 +103,26 @@ def build_bundle_shared(report: Report, labels: LabelSet) -> dict:
     # A cancelled report carries no findings: all of them are retired.
     present = {} if report.status == "X" else labels.labels
 
-    entries: list[dict] = [_put(_patient(report))]
+    device = _device(labels.labeler.name, labels.labeler.version, labels.labeler.model)
+    device_ref = {"reference": f"Device/{device['id']}"}
+    entries: list[dict] = [_put(_patient(report)), _put(device)]
     observation_entries: list[dict] = []
     results: list[dict] = []
     for name in OBSERVATIONS:
         obs_id = report.observation_id(name)
         certainty = present.get(name)
         if certainty is None:
-            observation_entries.append(_put(_retired_observation(report, labels, name, obs_id, patient_ref, report_ref)))
+            observation_entries.append(
+                _put(_retired_observation(report, labels, name, obs_id, patient_ref, report_ref, device_ref))
+            )
             continue
         results.append({"reference": f"Observation/{obs_id}"})
-        observation_entries.append(
-            _put(_observation(report, labels, name, obs_id, certainty, patient_ref, report_ref, effective))
-        )
+        observation = _observation(report, labels, name, obs_id, certainty, patient_ref, report_ref, effective,
+                                   device_ref)
+        observation_entries.append(_put(observation))
     entries.append(_put(_diagnostic_report(report, patient_ref, effective, results)))
     entries.extend(observation_entries)
-    entries.append(_put(_provenance(report, labels, report_ref, results)))
+    entries.append(_put(_provenance(report, labels, report_ref, results, device_ref, labeling_time(report, recorded))))
 
     bundle: dict = {"resourceType": "Bundle", "id": report.bundle_id, "type": "transaction"}
     if report.report_time:
@@ -235,11 +277,13 @@ def _observation(
     patient_ref: dict,
     report_ref: dict,
     effective: str | None,
+    device_ref: dict,
 ) -> dict:
     resource: dict = {
         "resourceType": "Observation",
         "id": obs_id,
-        "status": _FHIR_STATUS[report.status],
+        "meta": _AI_META,
+        "status": _LABEL_STATUS[report.status],
         "category": _CATEGORIES,
         "code": _observation_code(name),
         "subject": patient_ref,
@@ -249,9 +293,68 @@ def _observation(
     if report.report_time:
         resource["issued"] = report.report_time.isoformat()
     resource["valueCodeableConcept"] = _value(certainty)
+    note = _evidence_note(report.text, labels.evidence.get(name))
+    if note:
+        resource["note"] = note
     resource["method"] = _labeler_method(labels)
+    resource["device"] = device_ref
     resource["derivedFrom"] = [report_ref]
     return resource
+
+
+def _evidence_note(text: str, spans: list | None) -> list[dict] | None:
+    """The sentences the labeler read for this finding (rule evidence spans into the report text, which
+    DiagnosticReport.presentedForm carries), quoted, so a reviewer sees why it was asserted."""
+    if not spans:
+        return None
+    quoted: list[str] = []
+    for span in spans:
+        piece = " ".join(text[span.start : span.end].split())
+        if len(piece) > _EVIDENCE_MAX:
+            piece = piece[: _EVIDENCE_MAX - 1] + "\u2026"
+        if piece and piece not in quoted:
+            quoted.append(piece)
+    if not quoted:
+        return None
+    return [{"text": "Evidence: " + " | ".join(f'"{piece}"' for piece in quoted)}]
+
+
+@lru_cache(maxsize=64)
+def _device(name: str, version: str, model: str | None) -> dict:
+    """The labeler as a Device (fields of the AI Transparency IG's AI-Device profile, which is not claimed in
+    meta.profile: servers that know the profile would then demand its full conformance). Same labeler -> same id."""
+    kind_code, kind_display = _AI_KIND.get(name, ("Artificial-Intelligence", "All kinds of Artificial Intelligence"))
+    label = f"radlabel {name} labeler"
+    device: dict = {
+        "resourceType": "Device",
+        "id": mint_id("Device", name, version, model or ""),
+        "extension": [
+            {
+                "url": AI_KIND_EXTENSION,
+                "valueCodeableConcept": {
+                    "coding": [{"system": AI_DEVICE_TYPE_SYSTEM, "code": kind_code, "display": kind_display}]
+                },
+            }
+        ],
+        "identifier": [{"system": LABELER_SYSTEM, "value": f"{name}@{version}" + (f"#{model}" if model else "")}],
+        "status": "active",
+        "manufacturer": "radlabel",
+        "deviceName": [{"name": label, "type": "user-friendly-name"}],
+        "modelNumber": model or name,
+        "type": {
+            "coding": [
+                {
+                    "system": AI_DEVICE_TYPE_SYSTEM,
+                    "code": "Artificial-Intelligence",
+                    "display": "All kinds of Artificial Intelligence",
+                }
+            ]
+        },
+        "version": [{"value": version}],
+    }
+    if model:
+        device["deviceName"].append({"name": model, "type": "model-name"})
+    return device
 
 
 @lru_cache(maxsize=None)
@@ -264,30 +367,31 @@ def _value(certainty: Certainty) -> dict:
 
 
 def _retired_observation(
-    report: Report, labels: LabelSet, name: str, obs_id: str, patient_ref: dict, report_ref: dict
+    report: Report, labels: LabelSet, name: str, obs_id: str, patient_ref: dict, report_ref: dict, device_ref: dict
 ) -> dict:
     """A finding this version of the report does not mention: withdrawn, so a finding an earlier version
     asserted does not survive a correction."""
     return {
         "resourceType": "Observation",
         "id": obs_id,
+        "meta": _AI_META,
         "status": "entered-in-error",
         "category": _CATEGORIES,
         "code": _observation_code(name),
         "subject": patient_ref,
         "method": _labeler_method(labels),
+        "device": device_ref,
         "derivedFrom": [report_ref],
     }
 
 
-def _provenance(report: Report, labels: LabelSet, report_ref: dict, results: list[dict]) -> dict:
-    info = labels.labeler
-    recorded = report.report_time or report.observation_time
+def _provenance(report: Report, labels: LabelSet, report_ref: dict, results: list[dict], device_ref: dict,
+                recorded: str) -> dict:
     return {
         "resourceType": "Provenance",
         "id": report.provenance_id,
         "target": [report_ref, *results],
-        "recorded": recorded.isoformat() if recorded else _NO_TIME,
+        "recorded": recorded,
         "activity": {
             "coding": [
                 {
@@ -303,12 +407,12 @@ def _provenance(report: Report, labels: LabelSet, report_ref: dict, results: lis
                     "coding": [
                         {
                             "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                            "code": "assembler",
-                            "display": "Assembler",
+                            "code": "author",
+                            "display": "Author",
                         }
                     ]
                 },
-                "who": {"display": _labeler_method(labels)["text"]},
+                "who": {**device_ref, "display": _labeler_method(labels)["text"]},
             }
         ],
         "entity": [{"role": "source", "what": report_ref}],

@@ -8,8 +8,9 @@ type. No validator in these models compares one value with another. So each reso
 (the resource with the values at the paths in _VARIABLE_PATHS replaced by a token naming their type) and those
 values. A skeleton is validated by fhir.resources once, with the whole resource it came from; every value is checked
 every time with fhir.resources' own primitive type for that path (the pydantic type its model field declares,
-looked up from the model, not restated here). Patient, DiagnosticReport, Observation, Provenance, the Bundle and its
-entries all go this way; any other resource type is validated in full.
+looked up from the model, not restated here). Patient, DiagnosticReport, Observation, Provenance, Device (all of
+whose values are fixed per labeler, so it is one skeleton), the Bundle and its entries all go this way; any other
+resource type is validated in full.
 ``validate_bundle(bundle, full=True)`` validates every resource in full; tests check both paths agree.
 """
 
@@ -59,8 +60,9 @@ _VARIABLE_PATHS: dict[str, tuple[str, ...]] = {
         "conclusion",
         "presentedForm.*.data",
     ),
-    "Observation": ("id", "subject.reference", "effectiveDateTime", "issued", "derivedFrom.*.reference"),
+    "Observation": ("id", "subject.reference", "effectiveDateTime", "issued", "derivedFrom.*.reference", "note.*.text"),
     "Provenance": ("id", "target.*.reference", "recorded", "entity.*.what.reference"),
+    "Device": (),
 }
 
 

@@ -72,9 +72,15 @@ class Report(BaseModel):
     procedure_code: str | None = None
     procedure_display: str | None = None
     procedure_system: str | None = None
+    procedure_alt_code: str | None = None  # OBR-4.4-4.6: the alternate identifier, text and coding system
+    procedure_alt_display: str | None = None
+    procedure_alt_system: str | None = None
+    service_section: str | None = None  # OBR-24 diagnostic service section (often the DICOM modality)
+    body_part: str | None = None  # OBR-15.1, where a feed sends the body part there
     status: ReportStatus
     observation_time: datetime | None = None
     report_time: datetime | None = None
+    message_time: datetime | None = None  # MSH-7: when the sender built this message
     text: str  # the full report text, line breaks as "\n"
     sections: dict[str, str] = Field(default_factory=dict)  # subset of SECTION_NAMES
     patient: Patient

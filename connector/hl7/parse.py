@@ -53,7 +53,8 @@ _CHARSETS: dict[str, str] = {
 _READ_FIELDS: dict[str, tuple[int, ...]] = {
     "MSH": (1, 2, 3, 6, 8, 9, 11),  # encoding characters, MSH-3/4 sender, 7 time, 9 type, 10 control id, 12 version
     "PID": (3, 5, 7, 8),  # identifiers, name, birth date, sex
-    "OBR": (2, 3, 4, 7, 22, 25),  # placer, filler, procedure, observation time, report time, status
+    # placer, filler, procedure, observation time, body part (15, some feeds), report time, service section, status
+    "OBR": (2, 3, 4, 7, 15, 22, 24, 25),
     "OBX": (2, 3, 5, 11),  # value type, identifier, value, status
 }
 _READ_SEGMENTS = frozenset(_READ_FIELDS)
@@ -402,6 +403,12 @@ def _report(
         procedure_code=_get(obr, 4, c=1) or None,
         procedure_display=_get(obr, 4, c=2) or None,
         procedure_system=_get(obr, 4, c=3) or None,
+        procedure_alt_code=_get(obr, 4, c=4) or None,
+        procedure_alt_display=_get(obr, 4, c=5) or None,
+        procedure_alt_system=_get(obr, 4, c=6) or None,
+        service_section=_get(obr, 24) or None,
+        body_part=_get(obr, 15, c=1) or None,
+        message_time=message_time,
         status=status,
         observation_time=_timestamp(_get(obr, 7), default_tz),
         report_time=_timestamp(_get(obr, 22), default_tz) or message_time,

@@ -66,6 +66,7 @@ class StreamApp:
         self.settings = settings
         self.kafka = settings.kafka
         self.labeler = labeler
+        self.scope_rules = settings.scope.rules()
         self.metrics = metrics or Metrics()
         ls = settings.labeler
         self.batch_labeler = BatchLabeler(
@@ -172,7 +173,7 @@ class StreamApp:
                 return
             async with self._batch_lock:
                 try:
-                    outcomes = await process_batch(inputs, self.batch_labeler, self.kafka)
+                    outcomes = await process_batch(inputs, self.batch_labeler, self.kafka, self.scope_rules)
                 except LabelerUnavailable:
                     outcomes = None
                 else:
@@ -234,8 +235,8 @@ class StreamApp:
                 self.metrics.dead_lettered.labels(outcome.dead_letter.reason).inc()
                 log.warning("dead_lettered", reason=outcome.dead_letter.reason, topic=outcome.record.topic,
                             partition=outcome.record.partition, offset=outcome.record.offset)
-            if outcome.skipped is not None:
-                self.metrics.skipped.labels(outcome.skipped).inc()
+            for reason in outcome.skipped:
+                self.metrics.skipped.labels(reason).inc()
             if outcome.record.timestamp_ms:
                 self.metrics.end_to_end.observe(max(0.0, now - outcome.record.timestamp_ms / 1000))
         offsets: dict[TopicPartition, int] = {}

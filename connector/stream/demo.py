@@ -1,7 +1,9 @@
 """`radlabel demo`: the whole product on the embedded default, in one process, leaving nothing running.
 
 Local Tansu broker -> topics -> connector (rule labeler) -> publish the bundled sample ORU messages -> read
-the output and dead-letter topics until every input is accounted for -> table + FHIR JSON files.
+the output and dead-letter topics until every input is accounted for -> table + FHIR JSON files. A sample that is
+not a chest radiograph publishes nothing: it is accounted for once the connector has committed past it, and shown as
+skipped with the reason the pipeline's own triage gives.
 """
 
 from __future__ import annotations
@@ -31,6 +33,20 @@ def sample_messages(directory: Path | None = None) -> list[tuple[str, bytes]]:
     return [(f.name, message) for f in files for message in pipeline.split_messages(f.read_bytes())]
 
 
+def expected_skips(raw: bytes) -> str | None:
+    """The skip reason when every report of a message is triaged out (the connector's own rules), else None."""
+    from connector import pipeline
+
+    try:
+        reports = pipeline.parse_reports(raw)
+    except pipeline.MessageRejected:
+        return None
+    reasons = [pipeline.triage(report) for report in reports]
+    if reports and all(reasons):
+        return ", ".join(sorted({r.reason for r in reasons if r}))
+    return None
+
+
 def summarize_bundle(bundle: dict) -> tuple[str, list[str]]:
     """(report status, ["Cardiomegaly+", ...]) from a Bundle: DiagnosticReport.status, and for each live
     Observation its local CheXpert code and the presence qualifier in valueCodeableConcept. Retired
@@ -55,7 +71,7 @@ def summarize_bundle(bundle: dict) -> tuple[str, list[str]]:
 
 async def run_demo(out_dir: Path, samples_dir: Path | None, timeout_s: float,
                    echo: Callable[[str], None] = print) -> int:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     from connector.rules.labeler import RuleLabeler
     from connector.stream.app import StreamApp
@@ -84,14 +100,24 @@ async def run_demo(out_dir: Path, samples_dir: Path | None, timeout_s: float,
         try:
             await producer.start()
             sent: dict[tuple[int, int], tuple[int, str]] = {}
+            skips: dict[tuple[int, int], str] = {}
             for index, (name, raw) in enumerate(messages):
                 meta = await producer.send_and_wait(kafka.input_topic, raw)
                 sent[(meta.partition, meta.offset)] = (index, name)
+                reason = expected_skips(raw)
+                if reason:
+                    skips[(meta.partition, meta.offset)] = reason
             echo(f"published {len(sent)} sample messages; connector labeling with the rule labeler ...")
             await reader.start()
             seen: set[tuple[int, int]] = set()
             deadline = time.monotonic() + timeout_s
             while seen != set(sent) and time.monotonic() < deadline:
+                for coords, reason in skips.items():
+                    # skipped = committed past with nothing published (commits follow every acknowledged output)
+                    if coords not in seen and app._committed.get(TopicPartition(kafka.input_topic, coords[0]),
+                                                                 0) > coords[1]:
+                        seen.add(coords)
+                        rows.append((sent[coords][0], "-", f"skipped: {reason}", sent[coords][1], "-"))
                 batch = await reader.getmany(timeout_ms=500)
                 for records in batch.values():
                     for rec in records:
@@ -125,8 +151,9 @@ async def run_demo(out_dir: Path, samples_dir: Path | None, timeout_s: float,
 
 
 def _print_table(rows: list[tuple[int, str, str, str, str]], echo: Callable[[str], None]) -> None:
-    # Grouped by accession, in publish order within one (a preliminary report before its correction).
-    rows_ = [row[1:] for row in sorted(rows, key=lambda r: (r[1] == "-", r[1], r[0]))]
+    # Grouped by accession, in publish order within one (a preliminary report before its correction); skipped
+    # studies and dead letters last.
+    rows_ = [row[1:] for row in sorted(rows, key=lambda r: (r[1] == "-", r[2].startswith("dead"), r[1], r[0]))]
     header = ("accession", "status", "findings", "FHIR JSON")
     widths = [max(len(header[i]), *(len(r[i]) for r in rows_)) if rows_ else len(header[i]) for i in range(3)]
     fmt = f"{{:<{widths[0]}}}  {{:<{widths[1]}}}  {{:<{widths[2]}}}  {{}}"

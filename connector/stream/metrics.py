@@ -21,7 +21,8 @@ class Metrics:
         self.published = Counter("radlabel_bundles_published", "FHIR Bundles acknowledged by the broker", registry=r)
         self.dead_lettered = Counter("radlabel_dead_lettered", "Input records sent to the dead-letter topic",
                                      ["reason"], registry=r)
-        self.skipped = Counter("radlabel_skipped", "Input records skipped by configuration (non-ORU)", ["reason"],
+        self.skipped = Counter("radlabel_skipped", "Reports (or whole records) that publish nothing, by reason: out of study scope "
+                               "(excluded:*), text that asserts nothing (non-diagnostic:*), non-ORU by configuration", ["reason"],
                                registry=r)
         self.fallback = Counter("radlabel_fallback_used", "Reports labeled by the rule fallback", registry=r)
         self.labeler_unavailable = Counter("radlabel_labeler_unavailable",

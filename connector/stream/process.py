@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from mappings.labels import AnswerInvalid, Labeler, LabelerError, LabelSet, ReportTooLong
+from mappings.scope import ScopeRules
 
 from connector import pipeline
 from connector.settings import KafkaSettings
@@ -39,6 +41,13 @@ class InputRecord:
     def source(self) -> SourceCoords:
         return SourceCoords(self.topic, self.partition, self.offset, self.timestamp_ms)
 
+    @property
+    def recorded(self) -> datetime | None:
+        """Provenance.recorded for what this record yields: its Kafka timestamp, the same on every replay of it."""
+        if self.timestamp_ms is None or self.timestamp_ms <= 0:
+            return None
+        return datetime.fromtimestamp(self.timestamp_ms / 1000, tz=timezone.utc)
+
 
 @dataclass(frozen=True)
 class OutputRecord:
@@ -52,7 +61,9 @@ class Outcome:
     record: InputRecord
     outputs: list[OutputRecord] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
-    skipped: str | None = None  # reason code
+    # Reason codes of what publishes nothing: the whole record (e.g. "not-oru") or each report skipped by triage
+    # ("excluded:mr", "non-diagnostic:pending"). Committed like everything else.
+    skipped: list[str] = field(default_factory=list)
     labels: list[LabelSet] = field(default_factory=list)
 
 
@@ -73,7 +84,7 @@ def parse_record(record: InputRecord, settings: KafkaSettings) -> list[pipeline.
         reports = [report for message in messages for report in pipeline.parse_reports(message)]
     except pipeline.MessageRejected as exc:
         if exc.reason in NOT_FOR_US and settings.non_oru == "skip":
-            return Outcome(record, skipped=exc.reason)
+            return Outcome(record, skipped=[exc.reason])
         return Outcome(record, dead_letter=_reject(record, exc.reason, exc.detail))
     except Exception as exc:  # noqa: BLE001 - a parser bug must not stop the stream; the raw bytes are kept
         return Outcome(record, dead_letter=_reject(record, dlq.CONVERSION_ERROR, f"parse: {type(exc).__name__}"))
@@ -108,18 +119,22 @@ def _label_error_reason(error: LabelerError) -> str:
 
 
 def build_outputs(record: InputRecord, reports: Sequence[pipeline.Report],
-                  results: Sequence[LabelSet | LabelerError]) -> Outcome:
-    """All of a record's reports become Bundles, or the whole record is dead-lettered: a message is never
-    half-published, so replaying its dead letter cannot duplicate anything."""
+                  results: Sequence[LabelSet | LabelerError | pipeline.Skip]) -> Outcome:
+    """All of a record's labeled reports become Bundles, or the whole record is dead-lettered: a message is never
+    half-published, so replaying its dead letter cannot duplicate anything. Skipped reports publish nothing."""
     for result in results:
         if isinstance(result, LabelerError):
             return Outcome(record, dead_letter=_reject(record, _label_error_reason(result), type(result).__name__))
     try:
-        converted = pipeline.convert_reports(list(reports), list(results))  # type: ignore[arg-type]
+        converted = pipeline.convert_reports(list(reports), list(results),  # type: ignore[arg-type]
+                                             recorded=record.recorded)
     except Exception as exc:  # noqa: BLE001 - as in parse_record: keep the bytes, keep the stream moving
         return Outcome(record, dead_letter=_reject(record, dlq.CONVERSION_ERROR, f"fhir: {type(exc).__name__}"))
     outcome = Outcome(record)
     for report, item in zip(reports, converted, strict=True):
+        if isinstance(item, pipeline.Skipped):
+            outcome.skipped.append(item.reason)
+            continue
         outcome.outputs.append(OutputRecord(key=item.key.encode(), value=item.bundle,
                                             headers=output_headers(record, report, item.labels, item.bundle_id)))
         outcome.labels.append(item.labels)
@@ -127,13 +142,13 @@ def build_outputs(record: InputRecord, reports: Sequence[pipeline.Report],
 
 
 async def process_batch(records: Sequence[InputRecord], labeler: Labeler,
-                        settings: KafkaSettings) -> list[Outcome]:
+                        settings: KafkaSettings, rules: ScopeRules | None = None) -> list[Outcome]:
     """Outcomes in input order. Raises LabelerUnavailable (nothing published) when the labeler is down."""
     parsed = [parse_record(record, settings) for record in records]
     reports = [report for item in parsed if not isinstance(item, Outcome) for report in item]
-    # One labeler pass over every report of the batch (the offline pipeline's own rules, e.g. cancelled
-    # reports are not sent to the labeler).
-    results = await pipeline.label_reports(reports, labeler) if reports else []
+    # One labeler pass over every report of the batch (the offline pipeline's own rules: out-of-scope and
+    # non-diagnostic reports and cancellations are not sent to the labeler).
+    results = await pipeline.label_reports(reports, labeler, rules=rules) if reports else []
     outcomes: list[Outcome] = []
     cursor = 0
     for record, item in zip(records, parsed, strict=True):

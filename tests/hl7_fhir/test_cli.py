@@ -34,11 +34,13 @@ def test_convert_writes_bundles_and_dead_letters(tmp_path):
     assert result.exit_code == 0
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["converted"] == 3
-    assert summary["bundles"] == 4  # two_obr holds two reports
+    # two_obr holds two reports: a chest radiograph, and a rib series, which is out of the labelers' scope
+    assert summary["bundles"] == 3
+    assert summary["skipped"] == 1 and summary["skipped_by_reason"] == {"excluded:ribs": 1}
     assert summary["rejected_by_reason"] == {"no-report-text": 1, "not-oru": 1, "truncated": 1}
 
     bundles = sorted(out.glob("*.json"))
-    assert len(bundles) == 4
+    assert len(bundles) == 3
     for path in bundles:
         bundle = json.loads(path.read_bytes())
         assert bundle["id"] == path.stem and bundle["type"] == "transaction"
@@ -159,3 +161,26 @@ def test_convert_stops_with_exit_2_when_the_model_server_is_down(tmp_path):
     )
     assert result.exit_code == 2
     assert "labeler unavailable" in result.stderr
+
+
+def test_label_writes_blank_rows_for_text_that_asserts_nothing_and_scopes_on_request(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text('id,report\nA,"Report pending. Please see PACS."\nB,"Lungs are clear. Heart size normal."\n'
+                      'C,""\nD,"EXAMINATION: Brain MRI\nFINDINGS: No mass or mass effect."\n', encoding="utf-8")
+    out = tmp_path / "out.csv"
+    result = run("label", "--input", str(source), "--output", str(out))
+    assert result.exit_code == 0, result.stdout
+    assert json.loads(result.stdout.strip().splitlines()[-1])["non_diagnostic"] == 2
+    rows = {r["id"]: r for r in csv.DictReader(out.open(encoding="utf-8"))}
+    assert all(v == "" for k, v in rows["A"].items() if k != "id")  # never No Finding
+    assert all(v == "" for k, v in rows["C"].items() if k != "id")
+    assert rows["B"]["No Finding"] == "1"
+    assert rows["D"]["No Finding"] == "1"  # without --scope every row is labeled, as the docs say
+
+    scoped = tmp_path / "scoped.csv"
+    result = run("label", "--input", str(source), "--output", str(scoped), "--scope", "text")
+    assert result.exit_code == 0, result.stdout
+    rows = {r["id"]: r for r in csv.DictReader(scoped.open(encoding="utf-8"))}
+    assert {k: r["in_scope"] for k, r in rows.items()} == {"A": "0", "B": "1", "C": "0", "D": "0"}
+    assert rows["B"]["No Finding"] == "1" and rows["D"]["No Finding"] == ""
+    assert json.loads(result.stdout.strip().splitlines()[-1])["out_of_scope"] == 3

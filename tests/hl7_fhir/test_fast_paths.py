@@ -168,7 +168,8 @@ def test_skeleton_validation_agrees_with_full_validation_at_every_variable_path(
     base = build_bundle(report, labels)
     fast.validate(base)
     compared = invalid = 0
-    for index, entry in enumerate(base["entry"][:4] + base["entry"][-1:]):  # Patient, DR, 2 Observations, Provenance
+    # Patient, Device, DR, 2 Observations, Provenance
+    for index, entry in enumerate(base["entry"][:5] + base["entry"][-1:]):
         position = base["entry"].index(entry)
         resource_type = entry["resource"]["resourceType"]
         for location in _variable_locations(entry["resource"], validate_module._SPECS[resource_type]):
@@ -180,7 +181,8 @@ def test_skeleton_validation_agrees_with_full_validation_at_every_variable_path(
                 compared += 1
                 invalid += full == "invalid"
         # structure: an unknown element, a required element removed, an element of the wrong kind
-        required = {"Patient": None, "DiagnosticReport": "code", "Observation": "code", "Provenance": "recorded"}
+        required = {"Patient": None, "Device": None, "DiagnosticReport": "code", "Observation": "code",
+                    "Provenance": "recorded"}
         for change in ("add", "remove", "kind"):
             bundle = json.loads(json.dumps(base))
             resource = bundle["entry"][position]["resource"]

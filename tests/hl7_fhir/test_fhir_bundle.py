@@ -61,7 +61,7 @@ def test_bundle_shape_and_codes():
     assert bundle["type"] == "transaction"
     assert all(e["request"]["method"] == "PUT" for e in bundle["entry"])
     assert [e["resource"]["resourceType"] for e in bundle["entry"]] == (
-        ["Patient", "DiagnosticReport"] + ["Observation"] * 14 + ["Provenance"]
+        ["Patient", "Device", "DiagnosticReport"] + ["Observation"] * 14 + ["Provenance"]
     )
     for entry in bundle["entry"]:
         resource = entry["resource"]
@@ -85,17 +85,25 @@ def test_bundle_shape_and_codes():
     assert {(c["system"], c["code"]) for c in pneumonia} == {(SNOMED_SYSTEM, "233604007"), (LOCAL_SYSTEM, "pneumonia")}
     # no SNOMED concept for Lung Lesion: the local CheXpert code carries it alone
     assert [c["system"] for c in live["Lung Lesion"]["code"]["coding"]] == [LOCAL_SYSTEM]
+    (device,) = [e["resource"] for e in entries_by_type(bundle, "Device")]
     for obs in live.values():
-        assert obs["status"] == "final"
+        # machine labels never look like a radiologist's final result, whatever the report status
+        assert dr["status"] == "final" and obs["status"] == "preliminary"
         assert obs["derivedFrom"] == [{"reference": f"DiagnosticReport/{dr['id']}"}]
         assert obs["method"]["text"] == "radlabel rules labeler 1.0.0"
-        assert obs["category"][0]["coding"][0]["code"] == "imaging"
+        assert [c["coding"][0]["code"] for c in obs["category"]] == ["imaging", "machine-label"]
+        assert obs["device"] == {"reference": f"Device/{device['id']}"}
+    for obs in observations.values():  # retired ones are machine-made records too
+        assert obs["meta"]["security"] == [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                                            "code": "AIAST", "display": "Artificial Intelligence asserted"}]
     for name, obs in observations.items():
         if name not in live:
             assert "valueCodeableConcept" not in obs
 
     (prov,) = [e["resource"] for e in entries_by_type(bundle, "Provenance")]
     assert "1.0.0" in prov["agent"][0]["who"]["display"]
+    assert prov["agent"][0]["who"]["reference"] == f"Device/{device['id']}"
+    assert prov["agent"][0]["type"]["coding"][0]["code"] == "author"
     assert {t["reference"] for t in prov["target"]} == {f"DiagnosticReport/{dr['id']}"} | {
         f"Observation/{o['id']}" for o in live.values()
     }
@@ -120,16 +128,66 @@ def test_cancelled_report_retires_every_finding():
     assert {e["resource"]["status"] for e in entries_by_type(bundle, "Observation")} == {"entered-in-error"}
 
 
-def test_status_maps_onto_report_and_observations():
-    for name, expected in (("corrected_1_prelim", "preliminary"), ("corrected_2_corrected", "corrected")):
+def test_status_maps_onto_report_and_observations_stay_preliminary():
+    """The report's status goes to DiagnosticReport; a label Observation is "preliminary" (unverified) for every
+    report status, so no consumer reads a machine label as a radiologist's final coded result."""
+    for name, expected in (("corrected_1_prelim", "preliminary"), ("corrected_2_corrected", "corrected"),
+                           ("v23_tx_mllp", "final")):
         bundle = build_bundle(report_of(name), LabelSet(labels={"Atelectasis": P}, labeler=INFO))
-        statuses = {
-            e["resource"]["status"]
-            for e in bundle["entry"]
-            if e["resource"]["resourceType"] in ("DiagnosticReport", "Observation")
-            and e["resource"]["status"] != "entered-in-error"
-        }
-        assert statuses == {expected}
+        (dr,) = [e["resource"] for e in entries_by_type(bundle, "DiagnosticReport")]
+        assert dr["status"] == expected
+        live = {e["resource"]["status"] for e in entries_by_type(bundle, "Observation")} - {"entered-in-error"}
+        assert live == {"preliminary"}
+
+
+def test_labeler_device_is_deterministic_and_names_model_version():
+    rules = LabelSet(labels={"Edema": P}, labeler=INFO)
+    llm = LabelSet(labels={"Edema": P}, labeler=LabelerInfo(name="llm", version="smollm2-135m-ft-3", model="m-7f3a"))
+    devices = {}
+    for key, labels in (("rules", rules), ("llm", llm)):
+        bundles = [build_bundle(report_of(n), labels) for n in ("v23_tx_mllp", "corrected_1_prelim")]
+        (first,), (second,) = (entries_by_type(b, "Device") for b in bundles)
+        assert first == second  # one Device per labeler, PUT idempotently by every bundle
+        devices[key] = first["resource"]
+    assert devices["rules"]["id"] != devices["llm"]["id"]
+    assert devices["llm"]["version"] == [{"value": "smollm2-135m-ft-3"}]
+    assert {"name": "m-7f3a", "type": "model-name"} in devices["llm"]["deviceName"]
+    kinds = {k: d["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] for k, d in devices.items()}
+    assert kinds == {"rules": "Rule-Based-Systems", "llm": "Large-Language-Models"}
+    assert devices["rules"]["type"]["coding"][0]["code"] == "Artificial-Intelligence"
+
+
+def test_provenance_recorded_is_the_labeling_time_given_else_the_message_time():
+    from datetime import datetime, timezone
+
+    report = report_of("v23_tx_mllp")
+    labels = LabelSet(labels={"Edema": P}, labeler=INFO)
+    (prov,) = entries_by_type(build_bundle(report, labels), "Provenance")
+    assert prov["resource"]["recorded"] == report.message_time.isoformat() == "2023-01-02T08:15:00+00:00"
+    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    (prov,) = entries_by_type(build_bundle(report, labels, recorded=when), "Provenance")
+    assert prov["resource"]["recorded"] == "2024-05-06T07:08:09+00:00"
+    assert build_bundle(report, labels, recorded=when) == build_bundle(report, labels, recorded=when)
+
+
+def test_rule_evidence_is_quoted_in_the_observation_note():
+    import asyncio
+
+    from connector.rules.labeler import RuleLabeler
+
+    report = report_of("v23_tx_mllp")
+    (labels,) = asyncio.run(RuleLabeler().label_batch([report.text]))
+    bundle = build_bundle(report, labels)
+    validate_bundle(bundle)
+    observations = {e["resource"]["code"]["text"]: e["resource"] for e in entries_by_type(bundle, "Observation")}
+    assert labels.labels["Pneumonia"].value == "positive"
+    note = observations["Pneumonia"]["note"][0]["text"]
+    assert note.startswith("Evidence: ") and "pneumonia" in note.lower()
+    for span in labels.evidence["Pneumonia"]:
+        assert " ".join(report.text[span.start:span.end].split()) in note
+    # a finding without evidence (e.g. an LLM label) carries no note
+    bare = build_bundle(report, LabelSet(labels={"Edema": P}, labeler=INFO))
+    assert all("note" not in e["resource"] for e in entries_by_type(bare, "Observation"))
 
 
 def test_validation_catches_an_invalid_resource():

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from connector.pipeline import convert_message, parse_reports, split_messages
+from connector.pipeline import Skipped, convert_message, parse_reports, split_messages
 
 from tests.hl7_fhir.conftest import REPO, SAMPLES, N, P, TableLabeler, U, fixture_bytes
 
@@ -71,10 +71,26 @@ def test_sample_bundles_apply(fhir):
             continue
         for raw in split_messages(path.read_bytes()):
             for item in asyncio.run(convert_message(raw, labeler)):
+                if isinstance(item, Skipped):
+                    assert "not-chest" in path.name and item.reason == "excluded:mr"
+                    continue
                 body = post(fhir, item.bundle)
-                assert len(body["entry"]) == 17
+                # Patient, the labeler Device, DiagnosticReport, 14 Observations, Provenance
+                assert len(body["entry"]) == 18
                 applied += 1
     assert applied == 8
+    # the labeler is one Device on the server, referenced by every label and Provenance
+    (device,) = [e["resource"] for e in fhir.get("/Device", params={"_count": "100"}).json()["entry"]]
+    assert device["type"]["coding"][0]["code"] == "Artificial-Intelligence"
+    assert device["version"] == [{"value": labeler.info.version}]
+    tagged = fhir.get("/Observation", params={"_security": "AIAST", "_count": "1000"}).json()
+    observations = fhir.get("/Observation", params={"_count": "1000"}).json()
+    assert len(tagged["entry"]) == len(observations["entry"]) >= 7 * 14  # prelim + corrected share theirs
+    for entry in observations["entry"]:
+        obs = entry["resource"]
+        assert {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "AIAST",
+                "display": "Artificial Intelligence asserted"} in obs["meta"]["security"]
+        assert obs["device"]["reference"] == f"Device/{device['id']}"
     stored = fhir.get("/DiagnosticReport", params={"_count": "100"}).json()
     samples = [e for e in stored["entry"] if e["resource"]["identifier"][0]["system"].endswith(":DEMOHOSP")]
     assert len(samples) == 7  # the preliminary and corrected samples share one DiagnosticReport
@@ -122,3 +138,52 @@ def test_correction_leaves_exactly_the_new_labels(fhir):
     assert live_labels(fhir, dr_id) == {}
     assert fhir.get(f"/DiagnosticReport/{dr_id}").json()["status"] == "cancelled"
 
+
+
+def _versions_labeler() -> TableLabeler:
+    return TableLabeler(table={  # first key found in the text wins: the final's own sentence first
+        "Heart size is normal.": {"Pneumothorax": P, "Cardiomegaly": N},
+        "Small right pneumothorax.": {"Pneumothorax": P},
+        "No pneumothorax.": {"Pneumothorax": N},
+    })
+
+
+def test_version_rules_on_a_real_engine(fhir):
+    """docs/HL7_FHIR.md "Version rules", one step each, applied in order to one accession:
+    P -> F (the final replaces the preliminary's findings) -> C addendum-only (asserts nothing: publishes nothing,
+    the final's findings stay) -> F "report pending" (asserts nothing, same) -> C with findings (replaces them)."""
+    labeler = _versions_labeler()
+    report = parse_reports(split_messages(fixture_bytes("versions_1_prelim.hl7"))[0])[0]
+    dr_id = report.diagnostic_report_id
+
+    (prelim,) = convert("versions_1_prelim.hl7", labeler)
+    post(fhir, prelim.bundle)
+    assert live_labels(fhir, dr_id) == {"Pneumothorax": "52101004"}
+    assert fhir.get(f"/DiagnosticReport/{dr_id}").json()["status"] == "preliminary"
+
+    (final,) = convert("versions_2_final.hl7", labeler)
+    post(fhir, final.bundle)
+    assert live_labels(fhir, dr_id) == {"Pneumothorax": "52101004", "Cardiomegaly": "2667000"}
+    assert fhir.get(f"/DiagnosticReport/{dr_id}").json()["status"] == "final"
+
+    (addendum,) = convert("versions_3_addendum_only.hl7", labeler)
+    assert isinstance(addendum, Skipped) and addendum.reason == "non-diagnostic:communication"
+    assert live_labels(fhir, dr_id) == {"Pneumothorax": "52101004", "Cardiomegaly": "2667000"}
+    assert fhir.get(f"/DiagnosticReport/{dr_id}").json()["status"] == "final"
+
+    (pending,) = convert("versions_5_pending.hl7", labeler)
+    assert isinstance(pending, Skipped) and pending.reason == "non-diagnostic:pending"
+
+    (corrected,) = convert("versions_4_corrected.hl7", labeler)
+    post(fhir, corrected.bundle)
+    assert live_labels(fhir, dr_id) == {"Pneumothorax": "2667000"}
+    assert fhir.get(f"/DiagnosticReport/{dr_id}").json()["status"] == "corrected"
+
+
+def test_out_of_scope_study_never_reaches_the_server(fhir):
+    from connector.rules.labeler import RuleLabeler
+
+    (item,) = convert("brain_mri.hl7", RuleLabeler())
+    assert isinstance(item, Skipped) and item.reason == "excluded:mr" and item.signal == "procedure-text"
+    report = parse_reports(split_messages(fixture_bytes("brain_mri.hl7"))[0])[0]
+    assert fhir.get(f"/DiagnosticReport/{report.diagnostic_report_id}").status_code == 404

@@ -32,7 +32,7 @@ class Received:
 
 
 async def publish(bootstrap: str, topic: str, values: Sequence[bytes], *, rate: float | None = None,
-                  max_request_size: int = 16 * 1_048_576) -> list[Sent]:
+                  max_request_size: int = 16 * 1_048_576, timestamps_ms: Sequence[int] | None = None) -> list[Sent]:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=max_request_size)
     await producer.start()
     try:
@@ -43,7 +43,8 @@ async def publish(bootstrap: str, topic: str, values: Sequence[bytes], *, rate: 
                 delay = started + i / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            futures.append(await producer.send(topic, value))
+            stamp = timestamps_ms[i] if timestamps_ms is not None else None
+            futures.append(await producer.send(topic, value, timestamp_ms=stamp))
         metas = await asyncio.gather(*futures)
     finally:
         await producer.stop()

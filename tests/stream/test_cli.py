@@ -59,6 +59,9 @@ def test_demo_prints_table_writes_bundles_and_leaves_nothing(tmp_path: Path) -> 
         assert bundle["resourceType"] == "Bundle" and bundle["type"] == "transaction"
         assert str(path) in result.stdout
     assert any("dead-letter: not-oru" in line for line in table)
+    # the brain MRI on the same feed is shown as skipped, with its reason, and writes no bundle
+    (skipped,) = [line for line in table if "skipped:" in line]
+    assert "excluded:mr" in skipped and "09-not-chest-brain-mri" in skipped
     assert any(re.search(r"\b(final|preliminary|corrected)\b.*[+?-]", line) for line in bundle_rows)
     assert not tansu_pids_on(port) and not port_open(port)
 
