@@ -139,6 +139,14 @@ class ScopeRules:
 
     # -- the decision --------------------------------------------------------------------------------------------
     def decide(self, facts: StudyFacts) -> ScopeDecision:
+        decision = self._by_order(facts.model_copy(update={"report_text": None}))
+        if decision is not None:
+            return decision
+        return self._by_report_text(facts.report_text or "")
+
+    @lru_cache(maxsize=4096)  # noqa: B019 - rules live as long as the process; a feed repeats its procedures
+    def _by_order(self, facts: StudyFacts) -> ScopeDecision | None:
+        """Signals 1-3 (the order's own facts, never the report text, so the cache holds no PHI)."""
         order: list[ScopeDecision] = [
             d
             for d in (self._by_code(facts), self._by_procedure_text(facts), self._by_section(facts))
@@ -147,9 +155,7 @@ class ScopeRules:
         for decision in order:
             if not decision.in_scope:
                 return decision  # exclusions win
-        if order:
-            return order[0]
-        return self._by_report_text(facts.report_text or "")
+        return order[0] if order else None
 
     def _judge(self, study: str, signal: str, in_reason: str) -> ScopeDecision:
         if study in self.allowed:

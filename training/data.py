@@ -131,13 +131,19 @@ def gold_dev_uids(gold_reports_csv: str | Path) -> set[str]:
 
 
 def silver_label(reports: Sequence[tuple[str, str]], labeler: Labeler, batch_size: int = 64) -> list[Example]:
-    """Label a corpus with a labeler (the rule labeler): the paper's training labels came from one."""
+    """Label a corpus with a labeler (the rule labeler): the paper's training labels came from one. Texts that assert
+    nothing get all-blank targets, the same rule serving applies (mappings.labels.label_texts), so the model is never
+    taught "report pending" -> No Finding."""
+    from mappings.labels import LabelerError, label_texts
 
     async def run() -> list[Example]:
         out: list[Example] = []
         for start in range(0, len(reports), batch_size):
             chunk = reports[start : start + batch_size]
-            sets = await labeler.label_batch([text for _, text in chunk])
+            sets = await label_texts(labeler, [text for _, text in chunk])
+            for s in sets:
+                if isinstance(s, LabelerError):
+                    raise s
             out.extend(Example(id=i, report=text, labels=dict(s.labels)) for (i, text), s in zip(chunk, sets))
         return out
 

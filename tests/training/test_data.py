@@ -118,3 +118,15 @@ def test_split_on_iu_corpus_has_no_gold_dev_leak(shared_data):
     examples = [Example(id=i, report=t) for i, t in reports]
     train, val = split(examples, 0.05)
     assert not {e.report for e in train} & {e.report for e in val}
+
+
+def test_silver_labels_leave_text_that_asserts_nothing_blank():
+    """Training targets follow the serving rule: the teacher is not asked about "report pending" (which the rule
+    labeler alone would call No Finding), so the model never learns that."""
+    from connector.rules.labeler import RuleLabeler
+    from training.data import silver_label
+
+    examples = silver_label([("a", "Report pending. Please see PACS."), ("b", "Lungs are clear. Heart size normal.")],
+                            RuleLabeler())
+    assert examples[0].labels == {}
+    assert examples[1].labels.get("No Finding") is not None
