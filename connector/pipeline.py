@@ -96,7 +96,11 @@ def triage(report: Report, rules: ScopeRules | None = None) -> Skip | None:
     """None when the report is labeled; else why not. Scope first (a brain MRI saying "no acute findings" is out of
     scope, not a normal chest), then the text. A cancellation (status X) carries no text to judge: it is skipped only
     when its order itself names another study, so a cancelled chest radiograph always withdraws its findings."""
-    decision = (rules or default_rules()).decide(study_facts(report))
+    decision = (rules or default_rules()).decide_order(
+        (report.procedure_code, report.procedure_system, report.procedure_display, report.procedure_alt_code,
+         report.procedure_alt_display, report.procedure_alt_system, report.service_section, report.body_part),
+        report.text,
+    )
     if report.status == "X":
         if not decision.in_scope and decision.signal != "report-text":
             return Skip(reason=decision.reason, signal=decision.signal)

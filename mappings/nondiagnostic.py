@@ -40,10 +40,12 @@ class _Rules:
         self.context = re.compile(r"^(?:" + "|".join(data["context_headings"]) + r")$", re.IGNORECASE)
         self.report = re.compile(r"^(?:" + "|".join(data["report_headings"]) + r")$", re.IGNORECASE)
         self.furniture = re.compile("|".join(f"(?:{p})" for p in data["furniture"]), re.IGNORECASE)
-        self.sentences = [
-            (reason, re.compile(r"^(?:" + "|".join(f"(?:{p})" for p in patterns) + r")$", re.IGNORECASE))
-            for reason, patterns in data["sentences"].items()
-        ]
+        # One pattern for every kind of non-diagnostic sentence, a named group per kind: one match call a sentence.
+        self.kinds = {f"k{i}": reason for i, reason in enumerate(["empty", *data["sentences"]])}
+        groups = [f"(?P<k0>{'|'.join(f'(?:{p})' for p in data['furniture'])})"]
+        for i, patterns in enumerate(data["sentences"].values(), start=1):
+            groups.append(f"(?P<k{i}>^(?:" + "|".join(f"(?:{p})" for p in patterns) + r")$)")
+        self.sentence = re.compile("|".join(groups), re.IGNORECASE)
 
 
 @lru_cache(maxsize=1)
@@ -68,12 +70,14 @@ def non_diagnostic_reason(text: str | None) -> str | None:
         if not line:
             continue
         heading = _HEADING.match(line)
-        if heading and (rules.context.match(heading.group("name").strip()) or rules.report.match(
-                heading.group("name").strip())):
-            in_context = bool(rules.context.match(heading.group("name").strip()))
-            line = heading.group("rest").strip()
-            if not line:
-                continue
+        if heading:
+            name = heading.group("name").strip()
+            context = rules.context.match(name) is not None
+            if context or rules.report.match(name):
+                in_context = context
+                line = heading.group("rest").strip()
+                if not line:
+                    continue
         if in_context or rules.furniture.match(line):
             continue
         line = _ABBREVIATION.sub(lambda m: "".join(g for g in m.groups() if g), line)
@@ -89,9 +93,5 @@ def non_diagnostic_reason(text: str | None) -> str | None:
 
 
 def _kind(rules: _Rules, sentence: str) -> str | None:
-    if rules.furniture.match(sentence):
-        return "empty"
-    for reason, pattern in rules.sentences:
-        if pattern.match(sentence):
-            return reason
-    return None
+    match = rules.sentence.match(sentence)
+    return rules.kinds[match.lastgroup] if match is not None and match.lastgroup else None

@@ -52,6 +52,11 @@ class StudyFacts(BaseModel):
     report_text: str | None = None
 
 
+# StudyFacts fields that describe the order (signals 1-3), in the order :meth:`ScopeRules.decide_order` takes them.
+_ORDER_FIELDS = ("procedure_code", "procedure_system", "procedure_text", "alt_code", "alt_text", "alt_system",
+                 "service_section", "body_part")
+
+
 class ScopeDecision(BaseModel):
     model_config = ConfigDict(frozen=True)
     in_scope: bool
@@ -139,23 +144,29 @@ class ScopeRules:
 
     # -- the decision --------------------------------------------------------------------------------------------
     def decide(self, facts: StudyFacts) -> ScopeDecision:
-        decision = self._by_order(facts.model_copy(update={"report_text": None}))
+        order = tuple(getattr(facts, name) for name in _ORDER_FIELDS)
+        return self.decide_order(order, facts.report_text)
+
+    def decide_order(self, order: tuple[str | None, ...], report_text: str | None) -> ScopeDecision:
+        """:meth:`decide` from the order facts as a tuple in :data:`_ORDER_FIELDS` order (the hot path: no model)."""
+        decision = self._by_order(order)
         if decision is not None:
             return decision
-        return self._by_report_text(facts.report_text or "")
+        return self._by_report_text(report_text or "")
 
     @lru_cache(maxsize=4096)  # noqa: B019 - rules live as long as the process; a feed repeats its procedures
-    def _by_order(self, facts: StudyFacts) -> ScopeDecision | None:
+    def _by_order(self, order: tuple[str | None, ...]) -> ScopeDecision | None:
         """Signals 1-3 (the order's own facts, never the report text, so the cache holds no PHI)."""
-        order: list[ScopeDecision] = [
+        facts = StudyFacts(**dict(zip(_ORDER_FIELDS, order)))
+        order_decisions: list[ScopeDecision] = [
             d
             for d in (self._by_code(facts), self._by_procedure_text(facts), self._by_section(facts))
             if d is not None
         ]
-        for decision in order:
+        for decision in order_decisions:
             if not decision.in_scope:
                 return decision  # exclusions win
-        return order[0] if order else None
+        return order_decisions[0] if order_decisions else None
 
     def _judge(self, study: str, signal: str, in_reason: str) -> ScopeDecision:
         if study in self.allowed:

@@ -104,12 +104,12 @@ def build_bundle_shared(report: Report, labels: LabelSet, *, recorded: datetime 
     present = {} if report.status == "X" else labels.labels
 
     device = _device(labels.labeler.name, labels.labeler.version, labels.labeler.model)
+    quotes: dict[tuple[int, int], str] = {}  # evidence sentences are shared by findings: quote each once
     device_ref = {"reference": f"Device/{device['id']}"}
     entries: list[dict] = [_put(_patient(report)), _put(device)]
     observation_entries: list[dict] = []
     results: list[dict] = []
-    for name in OBSERVATIONS:
-        obs_id = report.observation_id(name)
+    for name, obs_id in zip(OBSERVATIONS, report.observation_ids(OBSERVATIONS)):
         certainty = present.get(name)
         if certainty is None:
             observation_entries.append(
@@ -118,7 +118,7 @@ def build_bundle_shared(report: Report, labels: LabelSet, *, recorded: datetime 
             continue
         results.append({"reference": f"Observation/{obs_id}"})
         observation = _observation(report, labels, name, obs_id, certainty, patient_ref, report_ref, effective,
-                                   device_ref)
+                                   device_ref, quotes)
         observation_entries.append(_put(observation))
     entries.append(_put(_diagnostic_report(report, patient_ref, effective, results)))
     entries.extend(observation_entries)
@@ -278,6 +278,7 @@ def _observation(
     report_ref: dict,
     effective: str | None,
     device_ref: dict,
+    quotes: dict[tuple[int, int], str],
 ) -> dict:
     resource: dict = {
         "resourceType": "Observation",
@@ -293,7 +294,7 @@ def _observation(
     if report.report_time:
         resource["issued"] = report.report_time.isoformat()
     resource["valueCodeableConcept"] = _value(certainty)
-    note = _evidence_note(report.text, labels.evidence.get(name))
+    note = _evidence_note(report.text, labels.evidence.get(name), quotes)
     if note:
         resource["note"] = note
     resource["method"] = _labeler_method(labels)
@@ -302,16 +303,20 @@ def _observation(
     return resource
 
 
-def _evidence_note(text: str, spans: list | None) -> list[dict] | None:
+def _evidence_note(text: str, spans: list | None, quotes: dict[tuple[int, int], str]) -> list[dict] | None:
     """The sentences the labeler read for this finding (rule evidence spans into the report text, which
     DiagnosticReport.presentedForm carries), quoted, so a reviewer sees why it was asserted."""
     if not spans:
         return None
     quoted: list[str] = []
     for span in spans:
-        piece = " ".join(text[span.start : span.end].split())
-        if len(piece) > _EVIDENCE_MAX:
-            piece = piece[: _EVIDENCE_MAX - 1] + "\u2026"
+        key = (span.start, span.end)
+        piece = quotes.get(key)
+        if piece is None:
+            piece = " ".join(text[span.start : span.end].split())
+            if len(piece) > _EVIDENCE_MAX:
+                piece = piece[: _EVIDENCE_MAX - 1] + "\u2026"
+            quotes[key] = piece
         if piece and piece not in quoted:
             quoted.append(piece)
     if not quoted:

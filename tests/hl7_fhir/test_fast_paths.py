@@ -223,3 +223,26 @@ def test_values_orjson_writes_alike_do_not_share_a_cached_skeleton():
     bundle["entry"][0]["resource"]["active"] = float("nan")
     assert _verdict(lambda: BundleValidator().validate(bundle, full=True)) == "invalid"
     assert _verdict(lambda: fast.validate(bundle)) == "invalid"
+
+
+def test_observation_ids_in_one_pass_equal_one_by_one():
+    from mappings.vocabulary import OBSERVATIONS
+
+    report = parse_reports((FIXTURES / "v23_tx_mllp.hl7").read_bytes())[0]
+    assert report.observation_ids(OBSERVATIONS) == [report.observation_id(name) for name in OBSERVATIONS]
+
+
+def test_triage_fast_path_decides_as_the_study_facts_model():
+    from connector.pipeline import study_facts, triage
+    from mappings.scope import default_rules
+
+    for path in sorted(FIXTURES.glob("*.hl7")):
+        try:
+            reports = parse_reports(path.read_bytes())
+        except Exception:
+            continue
+        for report in reports:
+            decision = default_rules().decide(study_facts(report))
+            skip = triage(report)
+            if not decision.in_scope and report.status != "X":
+                assert skip is not None and skip.reason == decision.reason
