@@ -16,6 +16,7 @@ from connector.fhir.bundle import build_bundle, build_bundle_shared, bundle_byte
 from connector.fhir.validate import InvalidResource, validate_bundle
 from connector.hl7.errors import REJECT_REASONS, MessageRejected
 from connector.hl7.framing import split_messages
+from connector.hl7.limits import DEFAULT_LIMITS, ParseLimits
 from connector.hl7.models import Report
 from connector.hl7.parse import parse_reports as _parse_reports
 
@@ -24,6 +25,7 @@ __all__ = [
     "Converted",
     "InvalidResource",
     "MessageRejected",
+    "ParseLimits",
     "Report",
     "build_bundle",
     "build_validated_bundle",
@@ -48,9 +50,11 @@ class Converted(BaseModel):
     labels: LabelSet
 
 
-def parse_reports(raw: bytes, *, default_tz: tzinfo = timezone.utc) -> list[Report]:
+def parse_reports(
+    raw: bytes, *, default_tz: tzinfo = timezone.utc, limits: ParseLimits = DEFAULT_LIMITS
+) -> list[Report]:
     """One message's bytes (MLLP-framed or not) -> its reports. Raises :class:`MessageRejected`."""
-    return _parse_reports(raw, default_tz=default_tz)
+    return _parse_reports(raw, default_tz=default_tz, limits=limits)
 
 
 def build_validated_bundle(report: Report, labels: LabelSet) -> bytes:
@@ -85,11 +89,13 @@ async def label_reports(reports: list[Report], labeler: Labeler) -> list[LabelSe
     return out
 
 
-async def convert_message(raw: bytes, labeler: Labeler, *, default_tz: tzinfo = timezone.utc) -> list[Converted]:
+async def convert_message(
+    raw: bytes, labeler: Labeler, *, default_tz: tzinfo = timezone.utc, limits: ParseLimits = DEFAULT_LIMITS
+) -> list[Converted]:
     """One message -> one :class:`Converted` per report. Raises :class:`MessageRejected` for bad input, and the
     labeler's errors (LabelerUnavailable for the batch; AnswerInvalid / ReportTooLong for a report) so the caller
     can retry or dead-letter without losing the message."""
-    reports = parse_reports(raw, default_tz=default_tz)
+    reports = parse_reports(raw, default_tz=default_tz, limits=limits)
     outcomes = await label_reports(reports, labeler)
     for outcome in outcomes:
         if isinstance(outcome, LabelerError):

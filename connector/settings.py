@@ -6,11 +6,15 @@ Precedence: explicit arguments > environment > YAML file > defaults.
 from __future__ import annotations
 
 import os
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+from connector.hl7.limits import ParseLimits
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -63,11 +67,36 @@ class LabelerSettings(BaseModel):
     fallback_to_rules: bool = False
 
 
+class HL7Settings(BaseModel):
+    # HL7 times without a UTC offset (most feeds send local time without one) are read in this IANA zone.
+    sender_timezone: str = "UTC"
+    # What one message may cost, whoever sent it (connector/hl7/limits.py).
+    max_message_bytes: int = Field(1_048_576, ge=1024)
+    max_escape_repeat: int = Field(100, ge=1)
+    max_escape_expansion: int = Field(65_536, ge=0)
+
+    @field_validator("sender_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin or UTC)") from None
+        return value
+
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.sender_timezone)
+
+    def limits(self) -> ParseLimits:
+        return ParseLimits(self.max_message_bytes, self.max_escape_repeat, self.max_escape_expansion)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RADLABEL_", env_nested_delimiter="__", extra="ignore")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     labeler: LabelerSettings = Field(default_factory=LabelerSettings)
+    hl7: HL7Settings = Field(default_factory=HL7Settings)
     log_level: str = "INFO"
     log_json: bool = True
     http_port: int = 8080  # metrics + health

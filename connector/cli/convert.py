@@ -20,6 +20,7 @@ from mappings.labels import Labeler, LabelerError
 
 from connector.cli.label import ApiOpt, ConfigOpt, EndpointOpt, LabelerOpt, ModelOpt, labeler_settings, make_labeler
 from connector.pipeline import InvalidResource, MessageRejected, convert_reports, label_reports, parse_reports, split_messages
+from connector.settings import HL7Settings, load_settings
 
 BATCH_REPORTS = 32
 
@@ -43,8 +44,13 @@ class _DeadLetters:
         self.reasons[reason] += 1
 
 
-async def convert_files(files: list[Path], out: Path, labeler: Labeler) -> tuple[int, int, _DeadLetters]:
-    """Returns (messages converted, bundles written, dead letters)."""
+async def convert_files(
+    files: list[Path], out: Path, labeler: Labeler, hl7: HL7Settings | None = None
+) -> tuple[int, int, _DeadLetters]:
+    """Returns (messages converted, bundles written, dead letters). Every input file ends up in at least one
+    of them: a file that holds no message at all (empty, blank) is an "empty" dead letter, not a silent skip."""
+    hl7 = hl7 or HL7Settings()
+    tz, limits = hl7.tz(), hl7.limits()
     out.mkdir(parents=True, exist_ok=True)
     dead = _DeadLetters(out)
     converted_messages = 0
@@ -76,9 +82,13 @@ async def convert_files(files: list[Path], out: Path, labeler: Labeler) -> tuple
         pending.clear()
 
     for source in files:
-        for raw in split_messages(source.read_bytes()):
+        data = source.read_bytes()
+        messages = split_messages(data)
+        if not messages:
+            dead.write("empty", "file holds no HL7 message", source, data)
+        for raw in messages:
             try:
-                reports = parse_reports(raw)
+                reports = parse_reports(raw, default_tz=tz, limits=limits)
             except MessageRejected as exc:
                 dead.write(exc.reason, exc.detail, source, raw)
                 continue
@@ -100,10 +110,11 @@ def convert(
 ) -> None:
     """Convert HL7 v2 ORU^R01 files (MLLP-framed or plain ER7) to FHIR R4 transaction Bundles."""
     settings = labeler_settings(labeler, model, endpoint, api, config)
+    hl7 = load_settings(config).hl7
 
     async def run() -> tuple[int, int, _DeadLetters]:
         async with make_labeler(settings) as backend:
-            return await convert_files(files, out, backend)
+            return await convert_files(files, out, backend, hl7)
 
     try:
         messages, bundles, dead = asyncio.run(run())

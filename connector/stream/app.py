@@ -172,7 +172,7 @@ class StreamApp:
                 return
             async with self._batch_lock:
                 try:
-                    outcomes = await process_batch(inputs, self.batch_labeler, self.kafka)
+                    outcomes = await process_batch(inputs, self.batch_labeler, self.kafka, self.settings.hl7)
                 except LabelerUnavailable:
                     outcomes = None
                 else:
