@@ -2,7 +2,7 @@
 
 Writes DIR/<bundle id>.json (the canonical bytes the Kafka connector would publish) and, for every message that
 cannot be converted, DIR/dead-letter/<n>.json with the raw bytes, so nothing is lost. Exit code 0 when it ran,
-even if some messages were rejected.
+even if some messages were rejected; with --fail-on-reject, 3 when any was (README "Exit codes").
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import base64
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mappings.labels import Labeler, LabelerError
+from connector.cli.errors import ExitCode, labeler_unavailable
+from connector.cli.label import ApiOpt, ConfigOpt, EndpointOpt, LabelerOpt, ModelOpt, command_settings, make_labeler
+from connector.settings import HL7Settings
 
-from connector.cli.label import ApiOpt, ConfigOpt, EndpointOpt, LabelerOpt, ModelOpt, labeler_settings, make_labeler
-from connector.pipeline import InvalidResource, MessageRejected, convert_reports, label_reports, parse_reports, split_messages
-from connector.settings import HL7Settings, load_settings
+if TYPE_CHECKING:  # the pipeline (fhir.resources) is imported when a conversion runs: `radlabel --help` stays fast
+    from mappings.labels import Labeler
 
 BATCH_REPORTS = 32
 
@@ -49,6 +50,17 @@ async def convert_files(
 ) -> tuple[int, int, _DeadLetters]:
     """Returns (messages converted, bundles written, dead letters). Every input file ends up in at least one
     of them: a file that holds no message at all (empty, blank) is an "empty" dead letter, not a silent skip."""
+    from mappings.labels import LabelerError
+
+    from connector.pipeline import (
+        InvalidResource,
+        MessageRejected,
+        convert_reports,
+        label_reports,
+        parse_reports,
+        split_messages,
+    )
+
     hl7 = hl7 or HL7Settings()
     tz, limits = hl7.tz(), hl7.limits()
     out.mkdir(parents=True, exist_ok=True)
@@ -102,15 +114,19 @@ async def convert_files(
 def convert(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="files of HL7 v2 messages")],
     out: Annotated[Path, typer.Option("--out", help="output folder")],
-    labeler: LabelerOpt = "rules",
+    labeler: LabelerOpt = None,
     model: ModelOpt = None,
     endpoint: EndpointOpt = None,
-    api: ApiOpt = "openai",
+    api: ApiOpt = None,
     config: ConfigOpt = None,
+    fail_on_reject: Annotated[bool, typer.Option(
+        "--fail-on-reject", help="exit 3 when any message was dead-lettered (for pipelines)")] = False,
 ) -> None:
     """Convert HL7 v2 ORU^R01 files (MLLP-framed or plain ER7) to FHIR R4 transaction Bundles."""
-    settings = labeler_settings(labeler, model, endpoint, api, config)
-    hl7 = load_settings(config).hl7
+    from mappings.labels import LabelerError
+
+    everything = command_settings(labeler, model, endpoint, api, config)
+    settings, hl7 = everything.labeler, everything.hl7
 
     async def run() -> tuple[int, int, _DeadLetters]:
         async with make_labeler(settings) as backend:
@@ -120,8 +136,7 @@ def convert(
         messages, bundles, dead = asyncio.run(run())
     except LabelerError as exc:
         # The whole labeler is down (e.g. model server unreachable): stop rather than dead-letter every message.
-        typer.echo(f"labeler unavailable ({type(exc).__name__}); bundles written so far are kept", err=True)
-        raise typer.Exit(code=2) from None
+        raise labeler_unavailable(settings, exc, "bundles written so far are kept") from None
     summary = {
         "converted": messages,
         "bundles": bundles,
@@ -130,6 +145,8 @@ def convert(
         "out": str(out),
     }
     typer.echo(json.dumps(summary))
+    if fail_on_reject and summary["rejected"]:
+        raise typer.Exit(code=ExitCode.REJECTED)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,15 +8,18 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from pydantic import BaseModel
 
-from mappings.labels import Labeler, LabelerError, LabelSet
 from mappings.vocabulary import OBSERVATIONS
 
-from connector.settings import LabelerSettings, load_settings
+from connector.cli.errors import ExitCode, labeler_unavailable
+from connector.settings import LabelerSettings, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # imported when a command runs: `radlabel --help` stays fast
+    from mappings.labels import Labeler, LabelerError, LabelSet
 
 PROGRESS_THRESHOLD = 100
 
@@ -26,29 +29,34 @@ class ReportRow(BaseModel):
     report: str
 
 
-LabelerOpt = Annotated[str, typer.Option("--labeler", help="rules | llm")]
+LabelerOpt = Annotated[Optional[str], typer.Option("--labeler", help="rules | llm  [default: setting labeler.kind, rules]")]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="local model directory (in-process llm)")]
 EndpointOpt = Annotated[Optional[str], typer.Option("--endpoint", help="model server base URL (llm)")]
-ApiOpt = Annotated[str, typer.Option("--api", help="openai | tgi (with --endpoint)")]
+ApiOpt = Annotated[Optional[str], typer.Option("--api", help="openai | tgi (with --endpoint)  [default: setting labeler.api, openai]")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML settings file")]
 
 
+_FLAG_NAMES = {("labeler", "kind"): "option --labeler", ("labeler", "model"): "option --model",
+               ("labeler", "endpoint"): "option --endpoint", ("labeler", "api"): "option --api"}
+
+
+def command_settings(
+    labeler: str | None, model: Path | None, endpoint: str | None, api: str | None, config: Path | None = None
+) -> Settings:
+    """Flags > RADLABEL_* env > settings file > defaults, key by key: an option not given overrides nothing."""
+    flags = {"kind": labeler, "model": str(model) if model is not None else None, "endpoint": endpoint, "api": api}
+    settings = load_settings(config, flag_names=_FLAG_NAMES, labeler=flags)
+    if settings.labeler.kind == "rules" and (endpoint is not None or model is not None):
+        # Never label with the rules when the user pointed at a model: that would look like the model's output.
+        given = "--endpoint" if endpoint is not None else "--model"
+        raise SettingsError(f"{given} is for the llm labeler but the labeler is rules (labeler.kind): add --labeler llm")
+    return settings
+
+
 def labeler_settings(
-    labeler: str, model: Path | None, endpoint: str | None, api: str, config: Path | None = None
+    labeler: str | None, model: Path | None, endpoint: str | None, api: str | None, config: Path | None = None
 ) -> LabelerSettings:
-    """Settings file / RADLABEL_ env first, command-line options on top."""
-    if labeler not in ("rules", "llm"):
-        raise typer.BadParameter("--labeler must be rules or llm")
-    if api not in ("openai", "tgi"):
-        raise typer.BadParameter("--api must be openai or tgi")
-    base = load_settings(config).labeler
-    update: dict = {"kind": labeler}
-    if model is not None:
-        update["model"] = str(model)
-    if endpoint is not None:
-        update["endpoint"] = endpoint
-        update["api"] = api
-    return LabelerSettings.model_validate({**base.model_dump(), **update})
+    return command_settings(labeler, model, endpoint, api, config).labeler
 
 
 def make_labeler(settings: LabelerSettings) -> Labeler:
@@ -56,8 +64,8 @@ def make_labeler(settings: LabelerSettings) -> Labeler:
 
     try:
         return factory(settings)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    except ValueError as exc:  # e.g. llm without a model or an endpoint
+        raise SettingsError(str(exc)) from None
 
 
 def read_reports(path: Path) -> Iterator[ReportRow]:
@@ -100,16 +108,18 @@ async def label_rows(
 def label(
     input: Annotated[Path, typer.Option("--input", exists=True, dir_okay=False, help="CSV (id,report) or JSONL")],
     output: Annotated[Path, typer.Option("--output", help="labels CSV: id + 14 CheXpert columns (1/0/-1/blank)")],
-    labeler: LabelerOpt = "rules",
+    labeler: LabelerOpt = None,
     model: ModelOpt = None,
     endpoint: EndpointOpt = None,
-    api: ApiOpt = "openai",
+    api: ApiOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     config: ConfigOpt = None,
 ) -> None:
     """Label report texts; write CheXpert-encoded labels in dataset column order."""
     rows = list(read_reports(input))
     settings = labeler_settings(labeler, model, endpoint, api, config)
+
+    from mappings.labels import LabelerError
 
     async def run() -> list[LabelSet | LabelerError]:
         async with make_labeler(settings) as backend:
@@ -118,8 +128,7 @@ def label(
     try:
         results = asyncio.run(run())
     except LabelerError as exc:
-        typer.echo(f"labeler unavailable ({type(exc).__name__}); nothing written", err=True)
-        raise typer.Exit(code=2) from None
+        raise labeler_unavailable(settings, exc, "nothing written") from None
     failed: dict[str, int] = {}
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8", newline="") as handle:
@@ -134,11 +143,11 @@ def label(
     summary = {"labeled": len(rows) - sum(failed.values()), "failed": failed, "output": str(output)}
     typer.echo(json.dumps(summary))
     if failed:
-        raise typer.Exit(code=3)
+        raise typer.Exit(code=ExitCode.PARTIAL)
 
 
 def register(app: typer.Typer) -> None:
     app.command("label")(label)
 
 
-__all__ = ["label", "labeler_settings", "make_labeler", "read_reports", "register"]
+__all__ = ["command_settings", "label", "labeler_settings", "make_labeler", "read_reports", "register"]

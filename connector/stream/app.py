@@ -26,6 +26,7 @@ from mappings.labels import Labeler, LabelerUnavailable
 
 from connector.logging import get_logger
 from connector.settings import Settings
+from connector.stream.connect import start_with_retry
 from connector.stream.http import HealthServer
 from connector.stream.kafka_config import client_kwargs, producer_max_request_size
 from connector.stream.labeling import BatchLabeler
@@ -60,7 +61,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
 class StreamApp:
     def __init__(self, settings: Settings, labeler: Labeler, *, fallback: Labeler | None = None,
-                 metrics: Metrics | None = None, http_port: int | None = None, http_host: str = "0.0.0.0",
+                 metrics: Metrics | None = None, http_port: int | None = None, http_host: str | None = None,
                  poll_timeout_ms: int = 200, outage_backoff_s: float = 0.5, outage_backoff_max_s: float = 15.0,
                  ) -> None:
         self.settings = settings
@@ -76,7 +77,7 @@ class StreamApp:
         self.outage_backoff_s = outage_backoff_s
         self.outage_backoff_max_s = outage_backoff_max_s
         self.http_port = settings.http_port if http_port is None else http_port
-        self.http_host = http_host
+        self.http_host = settings.http_host if http_host is None else http_host
         self.paused = False
         self.started = False
         self.failed: BaseException | None = None
@@ -88,7 +89,7 @@ class StreamApp:
         self.max_poll_interval_s = 300.0
         common = client_kwargs(self.kafka)
         self.consumer = AIOKafkaConsumer(
-            group_id=self.kafka.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            group_id=self.kafka.group_id, enable_auto_commit=False, auto_offset_reset=self.kafka.auto_offset_reset,
             max_partition_fetch_bytes=max(1_048_576, self.kafka.max_record_bytes * 2),
             fetch_max_bytes=max(52_428_800, self.kafka.max_record_bytes * 4),
             session_timeout_ms=self.kafka.session_timeout_ms, fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
@@ -128,9 +129,16 @@ class StreamApp:
             self.http = HealthServer(self.metrics.registry, self.live, self.ready, self.http_host, self.http_port)
             await self.http.start()
             log.info("http_listening", port=self.http.port)
-        await self.producer.start()
+        connect = dict(address=self.kafka.bootstrap_servers, retry_s=self.kafka.connect_retry_s, stop=self.stop_event)
         try:
-            await self.consumer.start()
+            await start_with_retry(self.producer.start, **connect)
+        except BaseException as exc:
+            self.failed = exc
+            if self.http is not None:
+                await self.http.stop()
+            raise
+        try:
+            await start_with_retry(self.consumer.start, **connect)
             try:
                 self.consumer.subscribe([self.kafka.input_topic], listener=_Rebalance(self))
                 self.started = True
