@@ -11,22 +11,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from pydantic import BaseModel
-
 from mappings.vocabulary import OBSERVATIONS
 
-from connector.cli.errors import ExitCode, labeler_unavailable
+from connector.cli.errors import CliError, ExitCode, labeler_unavailable
+from connector.cli.tables import (
+    InputFileError,
+    ReportRow,
+    atomic_csv,
+    neutralise,
+    read_reports,
+    remove_stale,
+    write_failed,
+)
 from connector.settings import LabelerSettings, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:  # imported when a command runs: `radlabel --help` stays fast
     from mappings.labels import Labeler, LabelerError, LabelSet
 
 PROGRESS_THRESHOLD = 100
-
-
-class ReportRow(BaseModel):
-    id: str
-    report: str
 
 
 LabelerOpt = Annotated[Optional[str], typer.Option("--labeler", help="rules | llm  [default: setting labeler.kind, rules]")]
@@ -68,29 +70,6 @@ def make_labeler(settings: LabelerSettings) -> Labeler:
         raise SettingsError(str(exc)) from None
 
 
-def read_reports(path: Path) -> Iterator[ReportRow]:
-    """CSV with columns id,report, or JSONL with id and report (or text)."""
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                text = record.get("report", record.get("text"))
-                if "id" not in record or text is None:
-                    raise typer.BadParameter(f"{path}:{number}: JSONL records need id and report (or text)")
-                yield ReportRow(id=str(record["id"]), report=str(text))
-        return
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        text_column = "report" if "report" in fields else "text" if "text" in fields else None
-        if "id" not in fields or text_column is None:
-            raise typer.BadParameter(f"{path}: CSV needs columns id and report")
-        for row in reader:
-            yield ReportRow(id=row["id"], report=row[text_column] or "")
-
-
 async def label_rows(
     rows: list[ReportRow], labeler: Labeler, batch_size: int, progress: bool
 ) -> list[LabelSet | LabelerError]:
@@ -116,7 +95,10 @@ def label(
     config: ConfigOpt = None,
 ) -> None:
     """Label report texts; write CheXpert-encoded labels in dataset column order."""
-    rows = list(read_reports(input))
+    try:
+        rows = read_reports(input)
+    except InputFileError as exc:
+        raise CliError(str(exc), ExitCode.REJECTED) from None
     settings = labeler_settings(labeler, model, endpoint, api, config)
 
     from mappings.labels import LabelerError
@@ -128,19 +110,22 @@ def label(
     try:
         results = asyncio.run(run())
     except LabelerError as exc:
-        raise labeler_unavailable(settings, exc, "nothing written") from None
+        stale = " (the older output there was removed: it is not this run's)" if remove_stale(output) else ""
+        raise labeler_unavailable(settings, exc, f"nothing written{stale}") from None
     failed: dict[str, int] = {}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
+    failures: list[tuple[ReportRow, str]] = []
+    with atomic_csv(output) as writer:
         writer.writerow(["id", *OBSERVATIONS])
         for row, result in zip(rows, results, strict=True):
             if isinstance(result, LabelerError):
                 # A failed report is left out, never written as all-blank (which would read as "nothing found").
                 failed[type(result).__name__] = failed.get(type(result).__name__, 0) + 1
+                failures.append((row, type(result).__name__))
                 continue
-            writer.writerow([row.id, *result.csv_row()])
-    summary = {"labeled": len(rows) - sum(failed.values()), "failed": failed, "output": str(output)}
+            writer.writerow([neutralise(row.id), *result.csv_row()])
+    retry = write_failed(output, failures)
+    summary = {"labeled": len(rows) - sum(failed.values()), "failed": failed, "output": str(output),
+               "failed_reports": str(retry) if retry else None}
     typer.echo(json.dumps(summary))
     if failed:
         raise typer.Exit(code=ExitCode.PARTIAL)
