@@ -56,6 +56,10 @@ class KafkaSettings(_Section):
     non_oru: Literal["skip", "dead-letter"] = "dead-letter"
     # At start-up, keep retrying an unreachable broker this long (with backoff) before giving up with an error.
     connect_retry_s: float = Field(30.0, ge=0)
+    # Static group membership (KIP-345), e.g. the Kubernetes pod name of a StatefulSet: a member that restarts
+    # within session_timeout_ms gets its partitions back without a rebalance. Passed to aiokafka unchanged; not
+    # verified against Tansu or a real Kafka here (docs/STREAMING.md).
+    group_instance_id: str | None = None
     # Consumer group liveness: a crashed member's partitions move after this long.
     session_timeout_ms: int = 10_000
     # Where a consumer group without committed offsets starts: "earliest" (nothing published before the first
