@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
 from mappings.vocabulary import OBSERVATIONS
 
 from connector.cli.errors import CliError, ExitCode, labeler_unavailable
@@ -31,10 +30,14 @@ if TYPE_CHECKING:  # imported when a command runs: `radlabel --help` stays fast
 PROGRESS_THRESHOLD = 100
 
 
-LabelerOpt = Annotated[Optional[str], typer.Option("--labeler", help="rules | llm  [default: setting labeler.kind, rules]")]
+LabelerOpt = Annotated[
+    Optional[str], typer.Option("--labeler", help="rules | llm  [default: setting labeler.kind, rules]")
+]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="local model directory (in-process llm)")]
 EndpointOpt = Annotated[Optional[str], typer.Option("--endpoint", help="model server base URL (llm)")]
-ApiOpt = Annotated[Optional[str], typer.Option("--api", help="openai | tgi (with --endpoint)  [default: setting labeler.api, openai]")]
+ApiOpt = Annotated[
+    Optional[str], typer.Option("--api", help="openai | tgi (with --endpoint)  [default: setting labeler.api, openai]")
+]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML settings file")]
 
 
@@ -51,7 +54,9 @@ def command_settings(
     if settings.labeler.kind == "rules" and (endpoint is not None or model is not None):
         # Never label with the rules when the user pointed at a model: that would look like the model's output.
         given = "--endpoint" if endpoint is not None else "--model"
-        raise SettingsError(f"{given} is for the llm labeler but the labeler is rules (labeler.kind): add --labeler llm")
+        raise SettingsError(
+            f"{given} is for the llm labeler but the labeler is rules (labeler.kind): add --labeler llm"
+        )
     return settings
 
 

@@ -8,8 +8,8 @@ empty or duplicate id are refused, naming the file, line and id.
 Out: written to a temporary file beside the target and renamed over it, so a reader never sees half a file;
 when a run fails, an older file at the target is removed (it would look like this run's result). Cells that a
 spreadsheet would run as a formula (``= + - @``, tab, CR first) are prefixed with ``'`` (OWASP CSV injection);
-label cells (1, 0, -1, blank) are never touched, and the readers here and in `evaluate` strip the prefix again. Reports that could not be labeled go to a CSV the user can pass
-straight back to `radlabel label --input`.
+label cells (1, 0, -1, blank) are never touched, and the readers here and in `evaluate` strip the prefix again.
+Reports that could not be labeled go to a CSV the user can pass straight back to `radlabel label --input`.
 """
 
 from __future__ import annotations

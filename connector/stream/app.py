@@ -98,7 +98,8 @@ class StreamApp:
         self.max_poll_interval_s = 300.0
         common = client_kwargs(self.kafka)
         self.consumer = AIOKafkaConsumer(
-            group_id=self.kafka.group_id, group_instance_id=self.kafka.group_instance_id, enable_auto_commit=False, auto_offset_reset=self.kafka.auto_offset_reset,
+            group_id=self.kafka.group_id, group_instance_id=self.kafka.group_instance_id, enable_auto_commit=False,
+            auto_offset_reset=self.kafka.auto_offset_reset,
             max_partition_fetch_bytes=max(1_048_576, self.kafka.max_record_bytes * 2),
             fetch_max_bytes=max(52_428_800, self.kafka.max_record_bytes * 4),
             session_timeout_ms=self.kafka.session_timeout_ms, fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
