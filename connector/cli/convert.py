@@ -3,7 +3,8 @@
 Writes DIR/<bundle id>.json (the canonical bytes the Kafka connector would publish) and, for every message that
 cannot be converted, DIR/dead-letter/<n>.json with the raw bytes, so nothing is lost. A report that is not a chest
 radiograph, or whose text asserts nothing, writes nothing and is counted in the summary ("skipped",
-"skipped_by_reason"). Exit code 0 when it ran, even if some messages were rejected.
+"skipped_by_reason"): that is not a rejection. Exit code 0 when it ran, even if some messages were rejected; with
+--fail-on-reject, 3 when any was (README "Exit codes").
 
 Provenance.recorded (when the labeling happened) must be stable for byte-identical reruns: `run` uses each input
 record's Kafka timestamp; `convert` uses --recorded-at when given, else each message's MSH-7 (when the sender built
@@ -18,24 +19,17 @@ import json
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from mappings.labels import Labeler, LabelerError
-from mappings.scope import ScopeRules
+from connector.cli.errors import ExitCode, labeler_unavailable
+from connector.cli.label import ApiOpt, ConfigOpt, EndpointOpt, LabelerOpt, ModelOpt, command_settings, make_labeler
+from connector.settings import HL7Settings
 
-from connector.cli.label import ApiOpt, ConfigOpt, EndpointOpt, LabelerOpt, ModelOpt, labeler_settings, make_labeler
-from connector.pipeline import (
-    InvalidResource,
-    MessageRejected,
-    Skipped,
-    convert_reports,
-    label_reports,
-    parse_reports,
-    split_messages,
-)
-from connector.settings import load_settings
+if TYPE_CHECKING:  # the pipeline (fhir.resources) is imported when a conversion runs: `radlabel --help` stays fast
+    from mappings.labels import Labeler
+    from mappings.scope import ScopeRules
 
 BATCH_REPORTS = 32
 
@@ -60,15 +54,35 @@ class _DeadLetters:
 
 
 class Summary:
+    """What a conversion produced: messages converted, bundles written, reports skipped (by reason)."""
+
     def __init__(self) -> None:
         self.messages = 0
         self.bundles = 0
         self.skipped: Counter[str] = Counter()
 
 
-async def convert_files(files: list[Path], out: Path, labeler: Labeler, *, rules: ScopeRules | None = None,
-                        recorded: datetime | None = None) -> tuple[Summary, _DeadLetters]:
-    """Returns the counts (messages converted, bundles written, reports skipped by reason) and the dead letters."""
+async def convert_files(
+    files: list[Path], out: Path, labeler: Labeler, hl7: HL7Settings | None = None, *,
+    rules: ScopeRules | None = None, recorded: datetime | None = None,
+) -> tuple[Summary, _DeadLetters]:
+    """Returns the counts and the dead letters. Every input file ends up in at least one of them: a file that holds
+    no message at all (empty, blank) is an "empty" dead letter, not a silent skip; a report out of scope or with
+    text that asserts nothing is a counted skip."""
+    from mappings.labels import LabelerError
+
+    from connector.pipeline import (
+        InvalidResource,
+        MessageRejected,
+        Skipped,
+        convert_reports,
+        label_reports,
+        parse_reports,
+        split_messages,
+    )
+
+    hl7 = hl7 or HL7Settings()
+    tz, limits = hl7.tz(), hl7.limits()
     out.mkdir(parents=True, exist_ok=True)
     dead = _DeadLetters(out)
     summary = Summary()
@@ -101,9 +115,13 @@ async def convert_files(files: list[Path], out: Path, labeler: Labeler, *, rules
         pending.clear()
 
     for source in files:
-        for raw in split_messages(source.read_bytes()):
+        data = source.read_bytes()
+        messages = split_messages(data)
+        if not messages:
+            dead.write("empty", "file holds no HL7 message", source, data)
+        for raw in messages:
             try:
-                reports = parse_reports(raw)
+                reports = parse_reports(raw, default_tz=tz, limits=limits)
             except MessageRejected as exc:
                 dead.write(exc.reason, exc.detail, source, raw)
                 continue
@@ -117,33 +135,38 @@ async def convert_files(files: list[Path], out: Path, labeler: Labeler, *, rules
 def convert(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="files of HL7 v2 messages")],
     out: Annotated[Path, typer.Option("--out", help="output folder")],
-    labeler: LabelerOpt = "rules",
+    labeler: LabelerOpt = None,
     model: ModelOpt = None,
     endpoint: EndpointOpt = None,
-    api: ApiOpt = "openai",
+    api: ApiOpt = None,
     config: ConfigOpt = None,
+    fail_on_reject: Annotated[bool, typer.Option(
+        "--fail-on-reject", help="exit 3 when any message was dead-lettered (for pipelines)")] = False,
     recorded_at: Annotated[
         Optional[datetime],
         typer.Option("--recorded-at", formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"],
-                     help="labeling time for Provenance.recorded (ISO 8601; default: each message's MSH-7)"),
+                     help="labeling time for Provenance.recorded (ISO 8601, UTC when no offset; "
+                          "default: each message's MSH-7)"),
     ] = None,
 ) -> None:
     """Convert HL7 v2 ORU^R01 files (MLLP-framed or plain ER7) to FHIR R4 transaction Bundles."""
-    settings = labeler_settings(labeler, model, endpoint, api, config)
-    rules = load_settings(config).scope.rules()
+    from mappings.labels import LabelerError
+
+    everything = command_settings(labeler, model, endpoint, api, config)
+    settings, hl7 = everything.labeler, everything.hl7
+    rules = everything.scope.rules()
     if recorded_at is not None and recorded_at.tzinfo is None:
         recorded_at = recorded_at.replace(tzinfo=timezone.utc)
 
     async def run() -> tuple[Summary, _DeadLetters]:
         async with make_labeler(settings) as backend:
-            return await convert_files(files, out, backend, rules=rules, recorded=recorded_at)
+            return await convert_files(files, out, backend, hl7, rules=rules, recorded=recorded_at)
 
     try:
         counts, dead = asyncio.run(run())
     except LabelerError as exc:
         # The whole labeler is down (e.g. model server unreachable): stop rather than dead-letter every message.
-        typer.echo(f"labeler unavailable ({type(exc).__name__}); bundles written so far are kept", err=True)
-        raise typer.Exit(code=2) from None
+        raise labeler_unavailable(settings, exc, "bundles written so far are kept") from None
     summary = {
         "converted": counts.messages,
         "bundles": counts.bundles,
@@ -154,6 +177,8 @@ def convert(
         "out": str(out),
     }
     typer.echo(json.dumps(summary))
+    if fail_on_reject and summary["rejected"]:
+        raise typer.Exit(code=ExitCode.REJECTED)
 
 
 def register(app: typer.Typer) -> None:

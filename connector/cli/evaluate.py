@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from connector.evaluate.io import LabelFileError
-from connector.evaluate.metrics import MODES
-from connector.evaluate.stats import DEFAULT_RESAMPLES, DEFAULT_SEED
+from connector.cli.errors import CliError, ExitCode
+from connector.evaluate.defaults import DEFAULT_RESAMPLES, DEFAULT_SEED, MODES
 
 
 def _parse_pred(value: str) -> tuple[str, Path]:
@@ -33,6 +32,7 @@ def evaluate_command(
     seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = DEFAULT_SEED,
 ) -> None:
     """Per-observation F1 (positive/negative/uncertain), weighted F1, kappa, bootstrap CIs, paired tests and figures."""
+    from connector.evaluate.io import LabelFileError
     from connector.evaluate.report import evaluate, write_outputs
 
     if mode not in MODES:
@@ -41,8 +41,7 @@ def evaluate_command(
     try:
         result = evaluate(truth, preds, mode=mode, resamples=bootstrap, seed=seed)  # type: ignore[arg-type]
     except (LabelFileError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        raise CliError(str(exc), ExitCode.REJECTED) from None
     paths = write_outputs(result, out)
     typer.echo(f"{result.n_reports} reports, mode {mode}")
     for r in result.labelers:

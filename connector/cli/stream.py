@@ -12,21 +12,15 @@ import typer
 BootstrapOpt = Annotated[Optional[str], typer.Option("--bootstrap-servers", "-b", help="host:port[,host:port]")]
 
 
+# The option that sets each key, for error messages ("option --group: ...").
+_RUN_FLAGS = {("kafka", "group_id"): "option --group", ("labeler", "kind"): "option --labeler"}
+
+
 def _settings(config: Path | None, kafka: dict[str, Any], labeler: dict[str, Any], **top: Any) -> Any:
+    """Flags > RADLABEL_* env > settings file > defaults, key by key (None: the option was not given)."""
     from connector.settings import load_settings
 
-    clean = lambda d: {k: v for k, v in d.items() if v is not None}  # noqa: E731
-    overrides: dict[str, Any] = {k: v for k, v in top.items() if v is not None}
-    if clean(kafka):
-        overrides["kafka"] = clean(kafka)
-    if clean(labeler):
-        overrides["labeler"] = clean(labeler)
-    return load_settings(config, **overrides)
-
-
-def _first_error(exc: Any) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    return load_settings(config, flag_names=_RUN_FLAGS, kafka=kafka, labeler=labeler, **top)
 
 
 def _install_signal_handlers(stop: Any) -> None:
@@ -71,27 +65,30 @@ def register(app: typer.Typer) -> None:
         max_batch: Annotated[Optional[int], typer.Option(help="records per poll batch")] = None,
         non_oru: Annotated[Optional[str], typer.Option(help="skip | dead-letter")] = None,
         http_port: Annotated[Optional[int], typer.Option(help="metrics/health port (-1: off)")] = None,
+        http_host: Annotated[Optional[str], typer.Option(help="metrics/health bind address")] = None,
         config: Annotated[Optional[Path], typer.Option(help="YAML settings file")] = None,
     ) -> None:
         """Run the streaming connector until SIGTERM/SIGINT (finishes the batch in flight, commits, leaves)."""
-        from pydantic import ValidationError
-
-        from connector.logging import configure_logging
-
         from connector.labelers import make_labeler
+        from connector.logging import configure_logging
+        from connector.settings import SettingsError
 
         kafka = dict(bootstrap_servers=bootstrap_servers, input_topic=input_topic, output_topic=output_topic,
                      dead_letter_topic=dead_letter_topic, group_id=group_id, max_batch=max_batch, non_oru=non_oru)
         labeling = dict(kind=labeler, model=model, endpoint=endpoint, api=api, fallback_to_rules=fallback_to_rules)
+        settings = _settings(config, kafka=kafka, labeler=labeling, http_port=http_port, http_host=http_host)
         try:
-            settings = _settings(config, kafka=kafka, labeler=labeling, http_port=http_port)
             backend = make_labeler(settings.labeler)
-        except ValidationError as exc:
-            raise typer.BadParameter(_first_error(exc)) from None
         except ValueError as exc:  # e.g. --labeler llm without --model or --endpoint
-            raise typer.BadParameter(str(exc)) from None
+            raise SettingsError(str(exc)) from None
         configure_logging(settings.log_level, settings.log_json)
-        asyncio.run(_run_connector(settings, backend))
+        from connector.cli.errors import CliError, ExitCode
+        from connector.stream.connect import BrokerUnavailable
+
+        try:
+            asyncio.run(_run_connector(settings, backend))
+        except BrokerUnavailable as exc:
+            raise CliError(str(exc), ExitCode.UNAVAILABLE) from None
 
     @app.command()
     def broker(

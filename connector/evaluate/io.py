@@ -13,6 +13,8 @@ import pandas as pd
 
 from mappings.vocabulary import OBSERVATIONS, decode_csv_value
 
+from connector.csv_cells import neutralise, restore
+
 POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 _CODE = {"positive": POSITIVE, "negative": NEGATIVE, "uncertain": UNCERTAIN}
 
@@ -25,13 +27,20 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     """Read a label CSV into a float DataFrame indexed by ``id`` (str), columns = OBSERVATIONS in order."""
     path = Path(path)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # utf-8-sig: a BOM before "id" (spreadsheet exports) is not part of the column name.
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LabelFileError(f"{path}: not UTF-8 (byte offset {exc.start}); save it as UTF-8") from None
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise LabelFileError(f"{path}: cannot read label CSV: {exc}") from exc
     missing = [c for c in ("id", *OBSERVATIONS) if c not in raw.columns]
     if missing:
         raise LabelFileError(f"{path}: missing column(s): {', '.join(missing)}")
-    ids = raw["id"].str.strip()
+    # `radlabel label` writes ids a spreadsheet would run as formulas with a "'" prefix: read them back as written.
+    ids = raw["id"].str.strip().map(restore)
+    empty = [i + 2 for i, value in enumerate(ids) if not value]
+    if empty:
+        raise LabelFileError(f"{path}: empty id on line(s) {_preview([str(n) for n in empty])}")
     dup = sorted(set(ids[ids.duplicated()]))
     if dup:
         raise LabelFileError(f"{path}: duplicate id(s): {_preview(dup)}")
@@ -61,7 +70,7 @@ def align(truth: pd.DataFrame, pred: pd.DataFrame, pred_name: str) -> pd.DataFra
 def write_labels(path: str | Path, ids: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Write ``id`` + 14 encoded cells per row (cells as produced by ``LabelSet.csv_row``)."""
     frame = pd.DataFrame([list(r) for r in rows], columns=list(OBSERVATIONS))
-    frame.insert(0, "id", list(ids))
+    frame.insert(0, "id", [neutralise(i) for i in ids])
     frame.to_csv(path, index=False)
 
 

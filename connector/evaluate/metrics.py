@@ -27,7 +27,7 @@ from connector.evaluate.io import NEGATIVE, POSITIVE, UNCERTAIN
 from mappings.vocabulary import NO_FINDING, OBSERVATIONS
 
 Mode = Literal["weighted", "positive-only"]
-MODES: tuple[str, ...] = ("weighted", "positive-only")
+from connector.evaluate.defaults import MODES  # noqa: E402  (re-exported)
 CLASS_CODES: dict[str, float] = {"positive": POSITIVE, "negative": NEGATIVE, "uncertain": UNCERTAIN}
 _BLANK = 9.0  # kappa label for a blank cell (NaN cannot be a class label)
 

@@ -18,8 +18,7 @@ from scipy.stats import ttest_rel, wilcoxon
 
 from connector.evaluate.metrics import Indicators, Mode, weighted_f1_from_counts
 
-DEFAULT_RESAMPLES = 1000
-DEFAULT_SEED = 42
+from connector.evaluate.defaults import DEFAULT_RESAMPLES, DEFAULT_SEED  # noqa: E402  (re-exported)
 
 
 def multiplicities(n_reports: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> np.ndarray:

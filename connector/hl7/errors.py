@@ -7,6 +7,7 @@ from typing import Literal
 # Short, stable codes: they go into dead-letter files, Kafka headers and metrics labels.
 RejectReason = Literal[
     "empty",  # nothing but whitespace / framing bytes
+    "oversize",  # larger than hl7.max_message_bytes: refused before parsing (bounded memory per message)
     "not-hl7",  # does not start with an MSH segment
     "not-oru",  # well-formed HL7, but not ORU^R01
     "unsupported-version",  # MSH-12 outside 2.3 .. 2.8.x

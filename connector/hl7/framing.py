@@ -24,51 +24,77 @@ _HAS_ENVELOPE = re.compile(rb"(?:^|\r)(?:FHS|BHS|BTS|FTS)[^A-Za-z0-9\r]")
 
 def split_messages(data: bytes) -> list[bytes]:
     """One chunk per message. Whitespace-only gaps are dropped; any other stray bytes between messages become
-    their own chunk, so they are rejected (and kept) instead of being silently lost."""
-    if START_BLOCK in data:
-        return _split_mllp(data)
-    return _split_plain(data)
+    their own chunk, so they are rejected (and kept) instead of being silently lost. Consecutive chunks that are
+    not HL7 (garbage, or frames around garbage) are one chunk: a run of noise is one dead letter, not one per
+    stray start-block byte in it."""
+    spans = _split_mllp(data) if START_BLOCK in data else _split_plain(data)
+    return [data[start:stop] for start, stop in _merge_noise(data, spans)]
 
 
-def _split_mllp(data: bytes) -> list[bytes]:
-    chunks: list[bytes] = []
+def _split_mllp(data: bytes) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
     pos = 0
     while pos < len(data):
         start = data.find(START_BLOCK, pos)
         if start < 0:
-            _keep_if_content(chunks, data[pos:])
+            _keep_if_content(spans, data, pos, len(data))
             break
-        _keep_if_content(chunks, data[pos:start])
+        _keep_if_content(spans, data, pos, start)
         end = data.find(END_BLOCK, start + 1)
         nxt = data.find(START_BLOCK, start + 1)
         if end < 0 or (0 <= nxt < end):
             # Start block without its end block: a truncated frame. Keep it to the next start (or the end).
             stop = nxt if nxt >= 0 else len(data)
-            chunks.append(data[start:stop])
+            spans.append((start, stop))
             pos = stop
             continue
         stop = end + 1
         if data[stop : stop + 1] == b"\r":
             stop += 1
-        chunks.append(data[start:stop])
+        spans.append((start, stop))
         pos = stop
-    return chunks
+    return spans
 
 
-def _split_plain(data: bytes) -> list[bytes]:
+def _split_plain(data: bytes) -> list[tuple[int, int]]:
     starts = [m.start() for m in _MSH_AT_LINE_START.finditer(data)]
-    if not starts:
-        return [data] if data.strip(b" \t\r\n" + BOM) else []
-    chunks: list[bytes] = []
-    _keep_if_content(chunks, data[: starts[0]])
+    spans: list[tuple[int, int]] = []
+    _keep_if_content(spans, data, 0, starts[0] if starts else len(data))
     for begin, stop in zip(starts, starts[1:] + [len(data)]):
-        chunks.append(data[begin:stop])
-    return chunks
+        spans.append((begin, stop))
+    return spans
 
 
-def _keep_if_content(chunks: list[bytes], piece: bytes) -> None:
-    if piece.strip(b" \t\r\n" + BOM):
-        chunks.append(piece)
+def _keep_if_content(spans: list[tuple[int, int]], data: bytes, start: int, stop: int) -> None:
+    if has_content(data[start:stop]):
+        spans.append((start, stop))
+
+
+def has_content(piece: bytes) -> bool:
+    """Anything but whitespace and byte-order marks. (The BOM is a three-byte sequence, not a set of three
+    characters: a lone 0xBB byte is content.)"""
+    return bool(piece.replace(BOM, b"").strip(b" \t\r\n"))
+
+
+def _looks_like_hl7(piece: bytes) -> bool:
+    head = piece.lstrip(b" \t\r\n")
+    if head.startswith(START_BLOCK):
+        head = head[1:]
+    head = head.removeprefix(BOM).lstrip(b" \t\r\n")
+    return head.startswith((b"MSH", *_ENVELOPE_TAGS))
+
+
+def _merge_noise(data: bytes, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    previous_noise = False
+    for start, stop in spans:
+        noise = not _looks_like_hl7(data[start : min(stop, start + 64)])
+        if noise and previous_noise:
+            merged[-1] = (merged[-1][0], stop)  # the gap between them (whitespace) goes with them: bytes as sent
+        else:
+            merged.append((start, stop))
+        previous_noise = noise
+    return merged
 
 
 class Unframed:

@@ -20,7 +20,9 @@ import hl7.util
 from hl7.util import unescape as hl7_unescape
 
 from connector.hl7.errors import MessageRejected
+from connector.hl7.escapes import check_escapes
 from connector.hl7.framing import unframe
+from connector.hl7.limits import DEFAULT_LIMITS, ParseLimits
 from connector.hl7.models import SECTION_NAMES, Identifier, Patient, Report, ReportStatus
 
 # python-hl7 logs the whole field value when it meets an unknown or broken escape sequence: that would put report
@@ -143,13 +145,21 @@ _DTM = re.compile(
 )
 
 
-def parse_reports(raw: bytes, *, default_tz: tzinfo = timezone.utc) -> list[Report]:
+def parse_reports(
+    raw: bytes, *, default_tz: tzinfo = timezone.utc, limits: ParseLimits = DEFAULT_LIMITS
+) -> list[Report]:
     """Parse one message (as split by :func:`connector.hl7.framing.split_messages`) into its reports.
 
     ``default_tz`` applies to HL7 timestamps without an offset (most feeds send local time without one);
-    configure it to the sender's zone rather than trusting a hidden default.
-    Raises :class:`MessageRejected` for anything that is not a convertible ORU^R01.
+    configure it to the sender's zone (setting ``hl7.sender_timezone``) rather than trusting a hidden default.
+    ``limits`` bounds what one message may cost (size, escape expansion).
+    Raises :class:`MessageRejected` for anything that is not a convertible ORU^R01, and for any failure of the
+    parser on any field: input never raises anything else.
     """
+    if len(raw) > limits.max_message_bytes:
+        raise MessageRejected(
+            "oversize", f"message is {len(raw)} bytes (limit {limits.max_message_bytes}: setting hl7.max_message_bytes)"
+        )
     unframed = unframe(raw)
     body = unframed.body
     if not body.strip(b"\x0b\x1c \t\r"):
@@ -162,7 +172,17 @@ def parse_reports(raw: bytes, *, default_tz: tzinfo = timezone.utc) -> list[Repo
         msh = message.segment("MSH")
     except Exception as exc:  # python-hl7 raises several types for broken headers
         raise MessageRejected("malformed", f"HL7 header cannot be parsed ({type(exc).__name__})") from None
+    # Before any field is unescaped (MSH-9 and MSH-12 are read next): see connector/hl7/escapes.py.
+    check_escapes(text, msh.esc, limits)
+    try:
+        return _message_reports(message, msh, unframed.truncated, default_tz)
+    except MessageRejected:
+        raise
+    except Exception as exc:  # never crash on input: the message is dead-lettered with its bytes, not lost
+        raise MessageRejected("malformed", f"ORU structure cannot be read ({type(exc).__name__})") from None
 
+
+def _message_reports(message: hl7.Message, msh: hl7.Segment, truncated: bool, default_tz: tzinfo) -> list[Report]:
     message_type = _get(msh, 9, c=1).upper()
     trigger = _get(msh, 9, c=2).upper()
     version = _get(msh, 12).strip()
@@ -172,18 +192,13 @@ def parse_reports(raw: bytes, *, default_tz: tzinfo = timezone.utc) -> list[Repo
         raise MessageRejected("unsupported-version", f"HL7 version {version[:10]!r} is not 2.3-2.8")
     if (message_type, trigger) != ("ORU", "R01"):
         raise MessageRejected("not-oru", f"message type {message_type[:3]}^{trigger[:3]} is not ORU^R01")
-    if unframed.truncated:
+    if truncated:
         raise MessageRejected("truncated", "MLLP frame has no end block")
 
     control_id = _get(msh, 10)
     facility = _get(msh, 4, c=1) or _get(msh, 4, c=2) or _get(msh, 3, c=1)
     message_time = _timestamp(_get(msh, 7), default_tz)
-    try:
-        return _reports(message, control_id, version, facility, message_time, default_tz)
-    except MessageRejected:
-        raise
-    except Exception as exc:  # never crash on input: the message is dead-lettered with its bytes, not lost
-        raise MessageRejected("malformed", f"ORU structure cannot be read ({type(exc).__name__})") from None
+    return _reports(message, control_id, version, facility, message_time, default_tz)
 
 
 def _project(text: str) -> str:
@@ -312,11 +327,13 @@ def _get(segment: hl7.Segment, field: int, r: int = 1, c: int = 1, s: int = 1) -
 
 def _unescape(container: hl7.Container, text: str) -> str:
     """python-hl7's unescape; a malformed sequence it chokes on (e.g. "\\.brX\\") leaves the text as sent rather
-    than losing the report."""
+    than losing the report. Control characters a hex escape spells ("\\X00\\") are dropped, as _decode drops
+    them from the bytes: FHIR strings cannot hold them."""
     try:
-        return hl7_unescape(container, text)
+        text = hl7_unescape(container, text)
     except ValueError:
         return text
+    return _CONTROL.sub("", text) if _CONTROL.search(text) else text
 
 
 def _repetitions(segment: hl7.Segment, field: int) -> list[str | hl7.Repetition]:
@@ -535,8 +552,13 @@ def _timestamp(value: str, default_tz: tzinfo) -> datetime | None:
     try:
         tz = default_tz
         if g["tz"]:
+            hours, minutes = int(g["tz"][1:3]), int(g["tz"][3:5])
+            # Real offsets run from -12:00 to +14:00; FHIR accepts up to 14:00 either way. Anything else is an
+            # unreadable time like any other, not a time to pass on (it would fail FHIR validation downstream).
+            if minutes > 59 or hours * 60 + minutes > 14 * 60:
+                return None
             sign = 1 if g["tz"][0] == "+" else -1
-            tz = timezone(sign * timedelta(hours=int(g["tz"][1:3]), minutes=int(g["tz"][3:5])))
+            tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
         fraction = int((g["f"] or "0").ljust(6, "0")[:6])
         return datetime(
             int(g["y"]),

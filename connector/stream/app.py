@@ -26,6 +26,7 @@ from mappings.labels import Labeler, LabelerUnavailable
 
 from connector.logging import get_logger
 from connector.settings import Settings
+from connector.stream.connect import start_with_retry
 from connector.stream.http import HealthServer
 from connector.stream.kafka_config import client_kwargs, producer_max_request_size
 from connector.stream.labeling import BatchLabeler
@@ -37,6 +38,9 @@ log = get_logger(__name__)
 # Reports per labeler call: large enough to batch well on a model server, small enough that one slow call does
 # not hold a whole poll batch (max_batch records) hostage.
 LABEL_CHUNK = 32
+# /readyz asks the labeler (model server health) at most this often, and waits this long for it.
+READY_PROBE_TTL_S = 5.0
+READY_PROBE_TIMEOUT_S = 3.0
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -49,6 +53,11 @@ class _Rebalance(ConsumerRebalanceListener):
         self.app._revoked |= set(revoked)
         async with self.app._batch_lock:
             pass
+        for tp in revoked:
+            # Another member commits there now: re-read the group's offset if it comes back; no stale lag.
+            self.app._committed.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                self.app.metrics.lag.remove(tp.topic, str(tp.partition))
         log.info("partitions_revoked", partitions=len(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -60,7 +69,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
 class StreamApp:
     def __init__(self, settings: Settings, labeler: Labeler, *, fallback: Labeler | None = None,
-                 metrics: Metrics | None = None, http_port: int | None = None, http_host: str = "0.0.0.0",
+                 metrics: Metrics | None = None, http_port: int | None = None, http_host: str | None = None,
                  poll_timeout_ms: int = 200, outage_backoff_s: float = 0.5, outage_backoff_max_s: float = 15.0,
                  ) -> None:
         self.settings = settings
@@ -77,7 +86,7 @@ class StreamApp:
         self.outage_backoff_s = outage_backoff_s
         self.outage_backoff_max_s = outage_backoff_max_s
         self.http_port = settings.http_port if http_port is None else http_port
-        self.http_host = http_host
+        self.http_host = settings.http_host if http_host is None else http_host
         self.paused = False
         self.started = False
         self.failed: BaseException | None = None
@@ -86,10 +95,12 @@ class StreamApp:
         self._revoked: set[TopicPartition] = set()
         self._committed: dict[TopicPartition, int] = {}
         self._last_poll = time.monotonic()
+        self._labeler_probe: tuple[float, bool] = (float("-inf"), False)
         self.max_poll_interval_s = 300.0
         common = client_kwargs(self.kafka)
         self.consumer = AIOKafkaConsumer(
-            group_id=self.kafka.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            group_id=self.kafka.group_id, group_instance_id=self.kafka.group_instance_id, enable_auto_commit=False,
+            auto_offset_reset=self.kafka.auto_offset_reset,
             max_partition_fetch_bytes=max(1_048_576, self.kafka.max_record_bytes * 2),
             fetch_max_bytes=max(52_428_800, self.kafka.max_record_bytes * 4),
             session_timeout_ms=self.kafka.session_timeout_ms, fetch_max_wait_ms=self.kafka.fetch_max_wait_ms,
@@ -118,7 +129,23 @@ class StreamApp:
             return False, "paused: labeler unavailable"
         if self.stop_event.is_set():
             return False, "stopping"
+        if self.batch_labeler.fallback is None and not await self._labeler_ready():
+            # Not only after a failed batch: an idle connector whose model endpoint is down cannot take traffic.
+            return False, "labeler not ready: model endpoint unreachable"
         return True, "ready"
+
+    async def _labeler_ready(self) -> bool:
+        """The labeler's own readiness probe (a model server's health), cached for a few seconds so that frequent
+        probes do not hammer the server, and bounded in time so /readyz always answers."""
+        now = time.monotonic()
+        if now - self._labeler_probe[0] < READY_PROBE_TTL_S:
+            return self._labeler_probe[1]
+        try:
+            ok = bool(await asyncio.wait_for(self.labeler.ready(), READY_PROBE_TIMEOUT_S))
+        except Exception:  # noqa: BLE001 - a probe that fails in any way is "not ready"
+            ok = False
+        self._labeler_probe = (time.monotonic(), ok)
+        return ok
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -129,9 +156,19 @@ class StreamApp:
             self.http = HealthServer(self.metrics.registry, self.live, self.ready, self.http_host, self.http_port)
             await self.http.start()
             log.info("http_listening", port=self.http.port)
-        await self.producer.start()
+        connect = dict(address=self.kafka.bootstrap_servers, retry_s=self.kafka.connect_retry_s, stop=self.stop_event)
         try:
-            await self.consumer.start()
+            await start_with_retry(self.producer.start, **connect)
+        except BaseException as exc:
+            self.failed = exc
+            for client in (self.producer, self.consumer):  # never started, but they hold sockets/tasks to close
+                with contextlib.suppress(Exception):
+                    await client.stop()
+            if self.http is not None:
+                await self.http.stop()
+            raise
+        try:
+            await start_with_retry(self.consumer.start, **connect)
             try:
                 self.consumer.subscribe([self.kafka.input_topic], listener=_Rebalance(self))
                 self.started = True
@@ -162,7 +199,7 @@ class StreamApp:
                 self.metrics.consumed.inc(len(records))
                 self.metrics.batch_size.observe(len(records))
                 await self._handle(records)
-            self._update_lag()
+            await self._update_lag()
 
     async def _handle(self, records: list) -> None:
         inputs = [InputRecord(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in records]
@@ -173,7 +210,8 @@ class StreamApp:
                 return
             async with self._batch_lock:
                 try:
-                    outcomes = await process_batch(inputs, self.batch_labeler, self.kafka, self.scope_rules)
+                    outcomes = await process_batch(inputs, self.batch_labeler, self.kafka, self.settings.hl7,
+                                                   self.scope_rules)
                 except LabelerUnavailable:
                     outcomes = None
                 else:
@@ -256,13 +294,23 @@ class StreamApp:
         self._committed.update(offsets)
         self.metrics.commits.inc()
 
-    def _update_lag(self) -> None:
+    async def _update_lag(self) -> None:
+        """Lag of every assigned partition: high watermark minus the group's committed offset. A partition this
+        instance has not committed on yet (just assigned, e.g. right after a restart) starts from the offset the
+        group committed before, read from the coordinator once per assignment."""
         for tp in self.consumer.assignment():
+            if tp not in self._committed:
+                try:
+                    committed = await self.consumer.committed(tp)
+                    if committed is None:  # the group never committed here: it starts at the reset position
+                        if self.kafka.auto_offset_reset != "earliest":
+                            continue
+                        committed = (await self.consumer.beginning_offsets([tp]))[tp]
+                except Exception:  # noqa: BLE001 - a metric must not stop the loop; retried next poll
+                    continue
+                self._committed.setdefault(tp, committed)
             with contextlib.suppress(Exception):
                 high = self.consumer.highwater(tp)
                 if high is None:
                     continue
-                position = self._committed.get(tp)
-                if position is None:
-                    continue
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - self._committed[tp]))

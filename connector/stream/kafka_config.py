@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from connector.settings import KafkaSettings
+from connector.settings import KafkaSettings, SettingsError
 
 
 def client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
@@ -15,6 +16,11 @@ def client_kwargs(settings: KafkaSettings) -> dict[str, Any]:
     }
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         from aiokafka.helpers import create_ssl_context
+
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(settings, name)
+            if path and not Path(path).is_file():
+                raise SettingsError(f"kafka.{name}: file {path} does not exist")
 
         kwargs["ssl_context"] = create_ssl_context(
             cafile=settings.ssl_cafile, certfile=settings.ssl_certfile, keyfile=settings.ssl_keyfile

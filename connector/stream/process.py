@@ -15,7 +15,7 @@ from mappings.labels import AnswerInvalid, Labeler, LabelerError, LabelSet, Repo
 from mappings.scope import ScopeRules
 
 from connector import pipeline
-from connector.settings import KafkaSettings
+from connector.settings import HL7Settings, KafkaSettings
 from connector.stream import dlq
 from connector.stream.dlq import DeadLetter, SourceCoords
 
@@ -71,8 +71,10 @@ def _reject(record: InputRecord, reason: str, detail: str) -> DeadLetter:
     return DeadLetter(reason=reason, detail=detail, key=record.key, value=record.value or b"", source=record.source)
 
 
-def parse_record(record: InputRecord, settings: KafkaSettings) -> list[pipeline.Report] | Outcome:
+def parse_record(record: InputRecord, settings: KafkaSettings,
+                 hl7: HL7Settings | None = None) -> list[pipeline.Report] | Outcome:
     """Reports in one record, or the outcome (dead letter / skip) when it holds none we can label."""
+    hl7 = hl7 or HL7Settings()
     raw = record.value or b""
     if len(raw) > settings.max_record_bytes:
         return Outcome(record, dead_letter=_reject(record, dlq.OVERSIZE,
@@ -81,7 +83,9 @@ def parse_record(record: InputRecord, settings: KafkaSettings) -> list[pipeline.
         messages = pipeline.split_messages(raw)
         if not messages:
             return Outcome(record, dead_letter=_reject(record, dlq.EMPTY, "no HL7 message in record"))
-        reports = [report for message in messages for report in pipeline.parse_reports(message)]
+        tz, limits = hl7.tz(), hl7.limits()
+        reports = [report for message in messages
+                   for report in pipeline.parse_reports(message, default_tz=tz, limits=limits)]
     except pipeline.MessageRejected as exc:
         if exc.reason in NOT_FOR_US and settings.non_oru == "skip":
             return Outcome(record, skipped=[exc.reason])
@@ -142,9 +146,10 @@ def build_outputs(record: InputRecord, reports: Sequence[pipeline.Report],
 
 
 async def process_batch(records: Sequence[InputRecord], labeler: Labeler,
-                        settings: KafkaSettings, rules: ScopeRules | None = None) -> list[Outcome]:
+                        settings: KafkaSettings, hl7: HL7Settings | None = None,
+                        rules: ScopeRules | None = None) -> list[Outcome]:
     """Outcomes in input order. Raises LabelerUnavailable (nothing published) when the labeler is down."""
-    parsed = [parse_record(record, settings) for record in records]
+    parsed = [parse_record(record, settings, hl7) for record in records]
     reports = [report for item in parsed if not isinstance(item, Outcome) for report in item]
     # One labeler pass over every report of the batch (the offline pipeline's own rules: out-of-scope and
     # non-diagnostic reports and cancellations are not sent to the labeler).

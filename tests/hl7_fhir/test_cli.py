@@ -159,7 +159,7 @@ def test_convert_stops_with_exit_2_when_the_model_server_is_down(tmp_path):
         ["convert", str(FIXTURES / "v23_tx_mllp.hl7"), "--out", str(tmp_path / "out"), "--labeler", "llm",
          "--endpoint", "http://127.0.0.1:9"],
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 4, result.output  # a service it needs is unavailable
     assert "labeler unavailable" in result.stderr
 
 

@@ -92,7 +92,7 @@ def test_missing_prediction_ids_are_named(files: dict[str, Path], tmp_path: Path
         app,
         ["evaluate", "--truth", str(files["truth"]), "--pred", f"short={files['short']}", "--out", str(tmp_path / "o")],
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # input rejected (README "Exit codes")
     assert "r4" in result.output and "r5" in result.output and "short" in result.output
     assert not (tmp_path / "o").exists()
 
