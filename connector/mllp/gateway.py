@@ -142,8 +142,12 @@ class MllpGateway:
             await self._start_producer()
             if self.producer is None:
                 return
+            # TLS in start_server (the handshake runs before _on_connection): StreamWriter.start_tls after the
+            # allow-list check would lose a ClientHello that arrived before it, so refused peers are dropped right
+            # after their handshake instead.
             server = await asyncio.start_server(self._on_connection, self.mllp.host, self.mllp.port,
-                                                limit=_READ_SIZE)
+                                                limit=_READ_SIZE, ssl=self.ssl,
+                                                ssl_handshake_timeout=30 if self.ssl else None)
             try:
                 self.port = server.sockets[0].getsockname()[1]
                 self.started = True
@@ -199,9 +203,6 @@ class MllpGateway:
         self.metrics.connections.labels("accepted").inc()
         self.metrics.connections_open.inc()
         try:
-            if self.ssl is not None:
-                # TLS after the allow-list check, so refused peers never reach a handshake.
-                await asyncio.wait_for(writer.start_tls(self.ssl), 30)
             log.info("connection_opened", peer=peer, tls=self.ssl is not None)
             await self._serve(conn, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
