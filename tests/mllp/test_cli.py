@@ -89,10 +89,10 @@ async def test_end_to_end_send_gateway_connector_matches_convert(kafka: KafkaSet
         kill(connector)
     assert len(out) == expected and len(lines(resent.stdout)) == 24
     assert {r.headers["bundle-id"]: r.value for r in out} == offline, "bundles differ from radlabel convert"
+    keys: dict[str, bytes] = {}
     for record in out:
         assert record.value == offline[record.headers["bundle-id"]]  # the resent copies too, byte for byte
-    keys: dict[str, bytes] = {}
-    assert all(keys.setdefault(r.headers["bundle-id"], r.key) == r.key for r in out)  # and with the same key
+        assert keys.setdefault(record.headers["bundle-id"], record.key) == record.key  # and with the same key
         bundle = json.loads(record.value)
         assert record.key.decode().split("|")[0] in ("DEMOHOSP", "SYNHOSP")
         assert bundle["id"] == record.headers["bundle-id"]
