@@ -190,10 +190,10 @@ class MllpGateway:
         peername = writer.get_extra_info("peername")
         address = peername[0] if isinstance(peername, tuple) else None
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
-        if not self.peers.allows(address) or self.stop_event.is_set():
+        refusal = "not in allowed_peers" if not self.peers.allows(address) else "stopping" if self.stopping else None
+        if refusal is not None:
             self.metrics.connections.labels("refused").inc()
-            log.warning("connection_refused", peer=peer, reason="not in allowed_peers" if not self.stopping
-                        else "stopping")
+            log.warning("connection_refused", peer=peer, reason=refusal)
             writer.transport.abort()
             return
         task = asyncio.current_task()
