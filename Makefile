@@ -6,7 +6,7 @@ STAMP := $(VENV)/.radlabel-installed
 
 .PHONY: install demo test clean
 
-$(STAMP): pyproject.toml tests/fhir_server/package.json
+$(STAMP): pyproject.toml tests/fhir_server/package.json tests/mllp/node_client/package.json
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU torch wheel first, pinned, so nothing pulls a multi-GB CUDA build.
@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml tests/fhir_server/package.json
 	cd tests/fhir_server && npm install --no-audit --no-fund --loglevel=error
 	# llama.cpp's GGUF converter, from the sdist matching the installed llama-cpp-python (export tests need it).
 	$(BIN)/python -c "from training.export import fetch_converter; print('GGUF converter:', fetch_converter())"
+	# Medplum's MLLP client: the gateway's second, independent test client (tests/mllp).
+	cd tests/mllp/node_client && npm install --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,4 +32,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs
 
 clean:
-	rm -rf $(VENV) tests/fhir_server/node_modules
+	rm -rf $(VENV) tests/fhir_server/node_modules tests/mllp/node_client/node_modules

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mappings.scope import ScopeSettingsModel
@@ -119,6 +119,49 @@ class HL7Settings(_Section):
         return ParseLimits(self.max_message_bytes, self.max_escape_repeat, self.max_escape_expansion)
 
 
+class MllpSettings(BaseModel):
+    """`radlabel mllp`: the MLLP listener in front of the input topic (docs/MLLP.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    host: str = "0.0.0.0"
+    port: int = Field(2575, ge=0, le=65535)  # 2575: the IANA port for HL7 over MLLP
+    max_message_bytes: int = Field(1_048_576, ge=1024)  # larger frames are answered AR, connection kept
+    broker_timeout_s: float = Field(10.0, gt=0)  # longest wait for the broker before giving up on a message
+    on_broker_timeout: Literal["close", "AE"] = "close"  # close: no ACK, the engine resends on a new connection
+    non_oru: Literal["ack", "forward", "reject"] = "forward"  # well-formed messages that are not ORU^R01
+    idle_timeout_s: float = Field(600.0, ge=0)  # close a connection silent this long (0: never)
+    tls_certfile: str | None = None  # server certificate (PEM); TLS is on when set
+    tls_keyfile: str | None = None
+    tls_client_cafile: str | None = None  # CA that signs client certificates
+    tls_client_auth: Literal["none", "optional", "required"] = "none"
+    allowed_peers: list[str] = Field(default_factory=list)  # IP addresses / CIDR networks; empty: any peer
+
+    @field_validator("allowed_peers", mode="before")
+    @classmethod
+    def _split_peers(cls, value: Any) -> Any:
+        return [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+
+    @field_validator("allowed_peers")
+    @classmethod
+    def _valid_peers(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for peer in value:
+            try:
+                ipaddress.ip_network(peer, strict=False)
+            except ValueError:
+                raise ValueError(f"{peer!r} is not an IP address or CIDR network") from None
+        return value
+
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> MllpSettings:
+        if self.tls_client_auth != "none" and not (self.tls_certfile and self.tls_client_cafile):
+            raise ValueError("tls_client_auth needs tls_certfile and tls_client_cafile")
+        if self.tls_client_cafile and not self.tls_certfile:
+            raise ValueError("tls_client_cafile needs tls_certfile (client certificates are checked only under TLS)")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RADLABEL_", env_nested_delimiter="__", extra="forbid")
 
@@ -127,6 +170,7 @@ class Settings(BaseSettings):
     hl7: HL7Settings = Field(default_factory=HL7Settings)
     # Study scope (mappings/scope.py): extra studies a site has validated, and its own procedure codes.
     scope: ScopeSettingsModel = Field(default_factory=ScopeSettingsModel)
+    mllp: MllpSettings = Field(default_factory=MllpSettings)
     log_level: str = "INFO"
     log_json: bool = True
     http_port: int = 8080  # metrics + health (-1: off)

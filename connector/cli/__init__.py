@@ -1,6 +1,6 @@
 """The one CLI, ``radlabel``. Each sub-command lives in its own module and registers itself here, so the
-commands stay small and independent (convert, label, evaluate, train, export, run, demo, broker). Every command
-reports failures as one line with a documented exit code (connector/cli/errors.py)."""
+commands stay small and independent (convert, label, evaluate, train, export, run, demo, broker, mllp, publish,
+send). Every command reports failures as one line with a documented exit code (connector/cli/errors.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from connector.cli.errors import wrap_commands
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Label chest X-ray reports from HL7 v2 into FHIR R4.")
 
-_COMMAND_MODULES = ("convert", "label", "evaluate", "train", "stream")
+_COMMAND_MODULES = ("convert", "label", "evaluate", "train", "stream", "mllp")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,1 @@
+"""The MLLP gateway (`radlabel mllp`) and the hand tools `radlabel publish` / `radlabel send` (docs/MLLP.md)."""

@@ -1,0 +1,42 @@
+"""The Kafka record for a received message: key and headers, shared by the gateway and `radlabel publish`.
+
+The key is the connector's own output key (``Report.accession_key``, facility|accession, from the same parser),
+so every version of a report lands in one input partition and is processed in order. A message the parser
+rejects (not an ORU, no accession, ...) is keyed by its MSH-10; with several reports, by the first report.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from connector import pipeline
+from connector.hl7.ack import Msh, read_msh
+from connector.stream.dlq import CONTENT_TYPE_HL7
+
+
+def message_key(message: bytes, msh: Msh | None) -> bytes | None:
+    try:
+        reports = pipeline.parse_reports(message)
+    except Exception:  # noqa: BLE001 - a message the parser cannot read still gets a key (and reaches the DLQ)
+        reports = []
+    if reports:
+        return reports[0].accession_key.encode()
+    if msh is not None and msh.control_id:
+        return msh.control_id
+    return None
+
+
+def record_headers(msh: Msh | None, received_at: datetime, peer: str | None) -> list[tuple[str, bytes]]:
+    headers = [("content-type", CONTENT_TYPE_HL7),
+               ("received-at", received_at.astimezone(timezone.utc).isoformat(timespec="milliseconds").encode())]
+    if msh is not None and msh.control_id:
+        headers.append(("hl7-message-control-id", msh.control_id))
+    if peer is not None:
+        headers.append(("mllp-peer", peer.encode()))
+    return headers
+
+
+def build_record(message: bytes, peer: str | None, msh: Msh | None = None,
+                 received_at: datetime | None = None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    msh = msh if msh is not None else read_msh(message)
+    return message_key(message, msh), record_headers(msh, received_at or datetime.now(timezone.utc), peer)
