@@ -47,7 +47,8 @@ async def test_broker_frozen_no_ack_until_written_then_resends_lose_nothing(tmp_
     with LocalBroker(log_path=tmp_path / "tansu.log") as local:
         kafka = own_topics(local.bootstrap_servers)
         await create_topics(local.bootstrap_servers, {kafka.input_topic: 3})
-        messages = [oru(i) for i in range(60)]
+        # enough that the engines are still sending when the broker freezes, however busy the machine is
+        messages = [oru(i) for i in range(600)]
         async with running_gateway(kafka, broker_timeout_s=1.0, on_broker_timeout="close") as gateway:
             engines = [Engine(gateway.port, messages[k::3], ack_timeout_s=3.0) for k in range(3)]
             tasks = [asyncio.create_task(e.run()) for e in engines]
