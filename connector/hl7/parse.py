@@ -196,19 +196,59 @@ def _message_reports(message: hl7.Message, msh: hl7.Segment, truncated: bool, de
         raise MessageRejected("truncated", "MLLP frame has no end block")
 
     control_id = _get(msh, 10)
-    facility = _get(msh, 4, c=1) or _get(msh, 4, c=2) or _get(msh, 3, c=1)
+    facility = _facility(msh)
     message_time = _timestamp(_get(msh, 7), default_tz)
     return _reports(message, control_id, version, facility, message_time, default_tz)
 
 
-def _project(text: str) -> str:
-    """The message reduced to the segments and fields in _READ_FIELDS (see there)."""
+def _facility(msh: hl7.Segment) -> str:
+    """The sending facility that qualifies accession numbers: MSH-4.1, else MSH-4.2, else MSH-3.1."""
+    return _get(msh, 4, c=1) or _get(msh, 4, c=2) or _get(msh, 3, c=1)
+
+
+def _order_numbers(obr: hl7.Segment) -> tuple[str | None, str | None, str | None]:
+    """(placer OBR-2, filler OBR-3, accession): the accession is the filler number, else the placer number."""
+    placer = _get(obr, 2, c=1) or None
+    filler = _get(obr, 3, c=1) or None
+    return placer, filler, filler or placer
+
+
+# accession_key reads only these: the facility and the first OBR's order numbers.
+_KEY_FIELDS: dict[str, tuple[int, ...]] = {"MSH": _READ_FIELDS["MSH"], "OBR": (2, 3)}
+
+
+def accession_key(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> str | None:
+    """``Report.accession_key`` (facility|accession) of the message's first report, read with the same parser and
+    the same rules (:func:`_facility`, :func:`_order_numbers`) without building the reports: the MLLP gateway keys
+    every record by it, and a full parse would be most of its CPU. None when it cannot be read (no OBR, no order
+    number, not HL7, over the limits): never raises."""
+    try:
+        if len(raw) > limits.max_message_bytes:
+            return None
+        body = unframe(raw).body
+        if not body.startswith(b"MSH") or len(body) < 8:
+            return None
+        text = _project(_decode(body), _KEY_FIELDS)
+        message = _hl7_parse(text)
+        msh = message.segment("MSH")
+        check_escapes(text, msh.esc, limits)
+        obr = next((segment for segment in message if str(segment[0]).strip() == "OBR"), None)
+        if obr is None:
+            return None
+        accession = _order_numbers(obr)[2]
+        return f"{_facility(msh)}|{accession}" if accession else None
+    except Exception:  # noqa: BLE001 - a key is a routing hint: no key is the answer for anything unreadable
+        return None
+
+
+def _project(text: str, read_fields: dict[str, tuple[int, ...]] = _READ_FIELDS) -> str:
+    """The message reduced to the segments and fields in ``read_fields`` (_READ_FIELDS, see there)."""
     separator = text[3:4]
     if not separator or separator in "\r\n":
         return text  # no field separator: python-hl7 rejects it below
     kept = []
     for segment in text.split("\r"):
-        fields = _READ_FIELDS.get(segment[:3])
+        fields = read_fields.get(segment[:3])
         if fields is None:
             continue
         values = segment.split(separator)
@@ -394,9 +434,7 @@ def _report(
     message_time: datetime | None,
     default_tz: tzinfo,
 ) -> Report:
-    placer = _get(obr, 2, c=1) or None
-    filler = _get(obr, 3, c=1) or None
-    accession = filler or placer
+    placer, filler, accession = _order_numbers(obr)
     if not accession:
         raise MessageRejected("no-accession", f"OBR {index} has neither filler (OBR-3) nor placer (OBR-2) number")
 
@@ -574,4 +612,4 @@ def _timestamp(value: str, default_tz: tzinfo) -> datetime | None:
         return None
 
 
-__all__ = ["parse_reports", "SUPPORTED_VERSIONS"]
+__all__ = ["accession_key", "parse_reports", "SUPPORTED_VERSIONS"]

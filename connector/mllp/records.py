@@ -1,26 +1,24 @@
 """The Kafka record for a received message: key and headers, shared by the gateway and `radlabel publish`.
 
-The key is the connector's own output key (``Report.accession_key``, facility|accession, from the same parser),
-so every version of a report lands in one input partition and is processed in order. A message the parser
-rejects (not an ORU, no accession, ...) is keyed by its MSH-10; with several reports, by the first report.
+The key is the connector's own output key (``Report.accession_key``, facility|accession, read by the same parser
+with the same rules: connector.hl7.parse.accession_key, which skips building the reports), so every version of a
+report lands in one input partition and is processed in order. A message without a readable order number (not
+HL7, no OBR, ...) is keyed by its MSH-10; with several reports, by the first report.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from connector import pipeline
 from connector.hl7.ack import Msh, read_msh
+from connector.hl7.parse import accession_key
 from connector.stream.dlq import CONTENT_TYPE_HL7
 
 
 def message_key(message: bytes, msh: Msh | None) -> bytes | None:
-    try:
-        reports = pipeline.parse_reports(message)
-    except Exception:  # noqa: BLE001 - a message the parser cannot read still gets a key (and reaches the DLQ)
-        reports = []
-    if reports:
-        return reports[0].accession_key.encode()
+    key = accession_key(message)
+    if key is not None:
+        return key.encode()
     if msh is not None and msh.control_id:
         return msh.control_id
     return None

@@ -246,3 +246,33 @@ def test_triage_fast_path_decides_as_the_study_facts_model():
             skip = triage(report)
             if not decision.in_scope and report.status != "X":
                 assert skip is not None and skip.reason == decision.reason
+
+
+def test_accession_key_equals_the_first_reports_key_on_every_message(tmp_path):
+    """The MLLP gateway keys records with parse.accession_key (no reports built): the same key the connector gives
+    the report's output, on every fixture and sample (and, with ../shared, every scout message)."""
+    import importlib.util
+
+    from connector.hl7.framing import split_messages
+    from connector.hl7.parse import accession_key
+    from tests.hl7_fhir.conftest import SAMPLES, shared_root
+
+    paths = sorted(FIXTURES.glob("*.hl7")) + sorted(SAMPLES.glob("*.hl7"))
+    shared = shared_root()
+    if shared is not None:
+        spec = importlib.util.spec_from_file_location("s2m", shared / "tools" / "scout_to_mllp.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        module.convert(str(shared / "data" / "hl7v2" / "washu-tag-scout"), str(tmp_path))
+        paths += sorted(tmp_path.glob("*.hl7"))
+    compared = 0
+    for path in paths:
+        for raw in split_messages(path.read_bytes()):
+            try:
+                reports = parse_reports(raw)
+            except Exception:
+                continue
+            assert accession_key(raw) == reports[0].accession_key, path.name
+            compared += 1
+    assert compared >= 20
+    assert accession_key(b"not hl7") is None and accession_key(b"MSH|^~\\&|A|B\rPID|1\r") is None
