@@ -251,8 +251,7 @@ def test_triage_fast_path_decides_as_the_study_facts_model():
 def test_accession_key_equals_the_first_reports_key_on_every_message(tmp_path):
     """The MLLP gateway keys records with parse.accession_key (no reports built): the same key the connector gives
     the report's output, on every fixture and sample (and, with ../shared, every scout message)."""
-    import importlib.util
-
+    from benchmarks.scope_accuracy import scout_to_mllp
     from connector.hl7.framing import split_messages
     from connector.hl7.parse import accession_key
     from tests.hl7_fhir.conftest import SAMPLES, shared_root
@@ -260,10 +259,7 @@ def test_accession_key_equals_the_first_reports_key_on_every_message(tmp_path):
     paths = sorted(FIXTURES.glob("*.hl7")) + sorted(SAMPLES.glob("*.hl7"))
     shared = shared_root()
     if shared is not None:
-        spec = importlib.util.spec_from_file_location("s2m", shared / "tools" / "scout_to_mllp.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-        module.convert(str(shared / "data" / "hl7v2" / "washu-tag-scout"), str(tmp_path))
+        scout_to_mllp(shared, tmp_path)
         paths += sorted(tmp_path.glob("*.hl7"))
     compared = 0
     for path in paths:

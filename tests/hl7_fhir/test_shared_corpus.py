@@ -4,7 +4,6 @@ validated bundle; everything else is rejected with a reason. Skips cleanly witho
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import re
 from collections import Counter
@@ -16,16 +15,10 @@ from connector.fhir.validate import validate_bundle
 from connector.hl7.framing import unframe
 from connector.pipeline import REJECT_REASONS, MessageRejected, Skipped, convert_message, split_messages
 
+from benchmarks.scope_accuracy import scout_to_mllp as _scout_to_mllp
 from tests.hl7_fhir.conftest import TableLabeler
 
 _TEXT_OBX = re.compile(rb"(?:^|\r)OBX\|[^|\r]*\|(?:TX|ST|FT)\|[^|\r]*\|[^|\r]*\|[^|\r]*[^|\r\s~]")
-
-
-def _scout_to_mllp(shared: Path, dst: Path) -> None:
-    spec = importlib.util.spec_from_file_location("scout_to_mllp", shared / "tools" / "scout_to_mllp.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    module.convert(str(shared / "data" / "hl7v2" / "washu-tag-scout"), str(dst))
 
 
 def _well_formed_radiology_oru(chunk: bytes) -> bool:
