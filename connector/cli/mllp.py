@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from connector.cli.errors import ExitCode
 from connector.cli.stream import BootstrapOpt, _install_signal_handlers
 
 ConfigOpt = Annotated[Optional[Path], typer.Option(help="YAML settings file")]
@@ -106,7 +107,7 @@ def register(app: typer.Typer) -> None:
         except KafkaError as exc:
             typer.echo(f"publish: broker {settings.kafka.bootstrap_servers} failed ({type(exc).__name__}); "
                        "check --bootstrap-servers", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(ExitCode.UNAVAILABLE) from None
         partitions: dict[str, int] = {}
         for partition, _ in placed:
             partitions[str(partition)] = partitions.get(str(partition), 0) + 1
@@ -153,4 +154,5 @@ def register(app: typer.Typer) -> None:
         failures = asyncio.run(run())
         if failures:
             print(f"send: {failures} message(s) not accepted", file=sys.stderr)
-        raise typer.Exit(1 if failures else 0)
+        # README "Exit codes": 3 = input rejected (the gateway answered AE/AR or gave no ACK for some message)
+        raise typer.Exit(ExitCode.REJECTED if failures else ExitCode.OK)

@@ -67,7 +67,7 @@ async def test_send_through_gateway_equals_publish(kafka: KafkaSettings, tmp_pat
     try:
         assert info["event"] == "mllp_listening" and info["host"] == "127.0.0.1" and info["topic"] == kafka.input_topic
         sent = cli("send", *map(str, files), str(garbage), "--host", "127.0.0.1", "--port", str(info["port"]))
-        assert sent.returncode == 1, "the garbage file is not accepted"  # exit 1: something was not accepted
+        assert sent.returncode == 3, "the garbage file is not accepted"  # exit 3 (README: input rejected)
         results = lines(sent.stdout)
         assert len(results) == expected + 1
         # samples 01 and 09 ask for enhanced-mode accept ACKs (MSH-15 AL): CA
