@@ -59,8 +59,8 @@ class KafkaSettings(_Section):
     # At start-up, keep retrying an unreachable broker this long (with backoff) before giving up with an error.
     connect_retry_s: float = Field(30.0, ge=0)
     # Static group membership (KIP-345), e.g. the Kubernetes pod name of a StatefulSet: a member that restarts
-    # within session_timeout_ms gets its partitions back without a rebalance. Passed to aiokafka unchanged; not
-    # verified against Tansu or a real Kafka here (docs/STREAMING.md).
+    # within session_timeout_ms gets its partitions back without a rebalance; one that stops for good sends no
+    # LeaveGroup, so its partitions wait for the session timeout (docs/STREAMING.md "Failover and session timeout").
     group_instance_id: str | None = None
     # Consumer group liveness: a crashed member's partitions move after this long.
     session_timeout_ms: int = 10_000

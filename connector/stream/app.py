@@ -62,6 +62,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.app._revoked -= set(assigned)
+        self.app.metrics.rebalances.inc()
         if self.app.paused and assigned:
             self.app.consumer.pause(*assigned)
         log.info("partitions_assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))

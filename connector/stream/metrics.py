@@ -28,6 +28,10 @@ class Metrics:
         self.labeler_unavailable = Counter("radlabel_labeler_unavailable",
                                            "Labeler calls that failed transiently (before retry)", registry=r)
         self.commits = Counter("radlabel_offset_commits", "Offset commits after acknowledged output", registry=r)
+        # One per assignment received from the group coordinator: a rise without a deploy or crash means spurious
+        # rebalances (a session timeout too short for the pauses this process sees; docs/STREAMING.md).
+        self.rebalances = Counter("radlabel_rebalances", "Partition assignments received from the consumer group",
+                                  registry=r)
         self.paused = Gauge("radlabel_paused", "1 while partitions are paused because the labeler is down",
                             registry=r)
         self.lag = Gauge("radlabel_consumer_lag", "High watermark minus committed offset",
