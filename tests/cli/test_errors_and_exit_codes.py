@@ -154,3 +154,41 @@ def test_unexpected_exception_is_one_line_unless_debugging(monkeypatch, tmp_path
     monkeypatch.setenv("RADLABEL_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         invoke(*args)
+
+
+def _self_signed(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
+    return tmp_path / "cert.pem", tmp_path / "key.pem"
+
+
+def test_untrusted_tls_endpoint_is_named_with_what_to_do(tmp_path, reports):
+    """A hospital model server with an internal CA: the one line names the URL, the cause and the setting to use."""
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}"
+        result = invoke("label", "--input", str(reports), "--output", str(tmp_path / "o.csv"), "--labeler", "llm",
+                        "--endpoint", url)
+        # with the CA named as the line says, TLS passes and the server's own answer (401) is what is reported
+        trusted = invoke("label", "--input", str(reports), "--output", str(tmp_path / "o.csv"), "--labeler", "llm",
+                         "--endpoint", url, env={"RADLABEL_LABELER__CA_BUNDLE": str(cert)})
+    finally:
+        server.shutdown()
+    assert result.exit_code == ExitCode.UNAVAILABLE
+    line = one_line_error(result)
+    assert url in line and "TLS certificate not trusted" in line and "labeler.ca_bundle" in line
+    assert trusted.exit_code == ExitCode.UNAVAILABLE and "HTTP 401" in one_line_error(trusted)
