@@ -76,6 +76,27 @@ def measure(shared: Path) -> dict:
             "chest_procedures_skipped": chest_skipped, "wrong": wrong}
 
 
+def measure_text_only(shared: Path) -> dict:
+    """Signal 4 alone (what `label --scope text` and generic procedures rely on) on reports that are all chest
+    radiographs: IU X-ray (sections joined under their headings) and gold-dev. Every "out" is a miss."""
+    import pandas as pd
+
+    from mappings.scope import StudyFacts, default_rules
+
+    rules = default_rules()
+    iu = pd.read_csv(shared / "data" / "iu-xray" / "reports.csv", dtype=str, keep_default_na=False)
+    iu_texts = ["\n".join(f"{name.upper()}: {value}" for name, value in (
+        ("indication", row.indication), ("comparison", row.comparison), ("findings", row.findings),
+        ("impression", row.impression)) if value) for row in iu.itertuples()]
+    gold = pd.read_csv(shared / "data" / "gold-dev" / "reports.csv", dtype=str, keep_default_na=False)
+    out = {}
+    for name, texts in (("iu-xray", iu_texts), ("gold-dev", list(gold.report))):
+        reasons = Counter(rules.decide(StudyFacts(report_text=t)).reason for t in texts)
+        out[name] = {"reports": len(texts), "in_scope": reasons.get("report-text", 0),
+                     "out_by_reason": {k: v for k, v in reasons.most_common() if k != "report-text"}}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
@@ -94,6 +115,11 @@ def main() -> None:
     print(f"chest radiographs by procedure that were skipped: {result['chest_procedures_skipped']}")
     for w in result["wrong"]:
         print("WRONG", w)
+    text_only = measure_text_only(shared)
+    result["text_only"] = text_only
+    print("| report text alone, on chest radiographs | reports | recognised | out, by reason |\n|---|---|---|---|")
+    for name, v in text_only.items():
+        print(f"| {name} | {v['reports']} | {v['in_scope']} ({v['in_scope'] / v['reports']:.1%}) | {v['out_by_reason']} |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -125,6 +125,10 @@ class ScopeRules:
         self._chest_cues = _words(rt["chest_cues"])
         self._other_cues = _words(rt["other_cues"])
         self._min_chest_cues = int(rt["min_chest_cues"])
+        self._context_heading = re.compile(
+            r"^\s*(?:" + "|".join(rt["context_headings"]) + r")\s*:", re.IGNORECASE)
+        self._any_heading = re.compile(r"^\s*[A-Za-z][A-Za-z /&()-]{0,40}:")
+        self._aside = _words(rt["aside"])
         # (system, code) -> study. Shipped lists first, site codes on top (a site may re-map a shipped code).
         self._codes: dict[tuple[str, str], str] = {}
         for row in codes:
@@ -235,20 +239,37 @@ class ScopeRules:
                 modality = verdict.modality or "xr"
                 return self._judge(_study(modality, verdict.parts), "report-text", "report-text")
             radiograph = radiograph or verdict.modality == "xr"
+        body = self._findings(text)
         if not radiograph:
             # With no examination line, any other modality's own vocabulary rules the study out. After "X-ray" it
             # does not: radiograph reports recommend "ultrasound to characterize the effusion".
             for name, pattern in self._other_modality:
-                if pattern.search(text):
+                if pattern.search(body):
                     return ScopeDecision(in_scope=False, reason=_excluded(f"{name}:?"), signal="report-text",
                                          study=f"{name}:?")
-        chest = len(self._chest_cues.findall(text))
-        other = len(self._other_cues.findall(text))
+        chest = len(self._chest_cues.findall(body))
+        other = len(self._other_cues.findall(body))
         if chest >= self._min_chest_cues and chest > other:
             return self._judge(CHEST_XR, "report-text", "report-text")
         if other:
             return ScopeDecision(in_scope=False, reason="excluded:other-body-part", signal="report-text")
         return ScopeDecision(in_scope=False, reason="excluded:unknown-study", signal="report-text")
+
+    def _findings(self, text: str) -> str:
+        """The report text the cue words may read: without context sections (indication, comparison, technique)
+        and without sentences that recommend or compare with another study."""
+        kept: list[str] = []
+        in_context = False
+        for line in text.splitlines():
+            if self._context_heading.match(line):
+                in_context = True
+                continue
+            if self._any_heading.match(line):
+                in_context = False
+            if in_context:
+                continue
+            kept.extend(s for s in re.split(r"(?<=[.!?])\s+", line) if not self._aside.search(s))
+        return "\n".join(kept)
 
     def _read(self, text: str) -> _Verdict:
         modality = next((name for name, pattern in self._modalities if pattern.search(text)), None)

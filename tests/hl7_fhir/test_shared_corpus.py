@@ -112,3 +112,12 @@ def test_scope_decisions_match_the_truth_set(shared):
     assert generic["decided"] >= 30 and generic["right"] >= 0.95 * generic["decided"], result["wrong"]
     assert result["chest_procedures_skipped"] == 0
     assert result["in_scope_truth"] == 50
+
+
+def test_report_text_alone_recognises_chest_radiographs(shared):
+    """Signal 4 (generic procedures, `label --scope text`) on reports that are all chest radiographs."""
+    from benchmarks.scope_accuracy import measure_text_only
+
+    result = measure_text_only(shared)
+    assert result["iu-xray"]["reports"] > 3000 and result["iu-xray"]["in_scope"] >= 0.95 * result["iu-xray"]["reports"]
+    assert result["gold-dev"]["in_scope"] >= 95

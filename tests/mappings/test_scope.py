@@ -67,6 +67,12 @@ def decide(**facts):
         ({"report_text": "The mammogram shows scattered fibroglandular density."}, False, "excluded:mg"),
         ({"report_text": "FINDINGS: Bowel gas pattern normal. Liver and kidneys unremarkable."}, False,
          "excluded:other-body-part"),
+        # cue words count only in what the study found: not in COMPARISON/INDICATION, not in recommendations
+        ({"report_text": "INDICATION: Preop knee revision.\nCOMPARISON: CT chest 2019.\n" + CHEST_TEXT}, True,
+         "report-text"),
+        ({"report_text": CHEST_TEXT + "\nIMPRESSION: Nodule; recommend CT for further evaluation."}, True,
+         "report-text"),
+        ({"report_text": "FINDINGS: Axial CT images show a 2 cm nodule. No pleural effusion."}, False, "excluded:ct"),
         ({"procedure_text": "Radiology Event", "report_text": "IMPRESSION: ALSO SOMETHING"}, False,
          "excluded:unknown-study"),
         ({}, False, "excluded:unknown-study"),
