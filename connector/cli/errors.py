@@ -52,6 +52,8 @@ def one_line_errors(func: F) -> F:
             raise
         except CliError as exc:
             _fail(str(exc), exc.code)
+        except typer.BadParameter as exc:  # raised inside a command body (typer's own class, not click's here)
+            _fail(exc.format_message() if hasattr(exc, "format_message") else str(exc), ExitCode.USAGE)
         except Exception as exc:  # noqa: BLE001 - the point: no traceback reaches the user
             code, message = _classify(exc)
             if code is ExitCode.INTERNAL and os.environ.get("RADLABEL_DEBUG"):

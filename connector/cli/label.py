@@ -111,7 +111,7 @@ def label(
     """Label report texts; write CheXpert-encoded labels in dataset column order. A text that asserts nothing
     ("report pending", an empty cell) is written all blank: it never becomes No Finding."""
     if scope not in ("none", "text"):
-        raise typer.BadParameter("--scope must be none or text")
+        raise CliError(f"--scope must be none or text, not {scope[:20]!r}", ExitCode.USAGE)
     try:
         rows = read_reports(input)
     except InputFileError as exc:

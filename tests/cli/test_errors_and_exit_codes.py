@@ -192,3 +192,12 @@ def test_untrusted_tls_endpoint_is_named_with_what_to_do(tmp_path, reports):
     line = one_line_error(result)
     assert url in line and "TLS certificate not trusted" in line and "labeler.ca_bundle" in line
     assert trusted.exit_code == ExitCode.UNAVAILABLE and "HTTP 401" in one_line_error(trusted)
+
+
+def test_a_bad_option_value_found_inside_a_command_is_a_usage_error(tmp_path, reports):
+    """typer.BadParameter raised by a command body is a usage error (2) in one line, not an internal error."""
+    result = invoke("label", "--input", str(reports), "--output", str(tmp_path / "o.csv"), "--scope", "bogus")
+    assert result.exit_code == ExitCode.USAGE and "--scope" in one_line_error(result)
+    result = invoke("evaluate", "--truth", str(reports), "--pred", f"A={reports}", "--out", str(tmp_path / "e"),
+                    "--mode", "bogus")
+    assert result.exit_code == ExitCode.USAGE and "--mode" in one_line_error(result)
