@@ -32,7 +32,7 @@ class Metrics:
         # rebalances (a session timeout too short for the pauses this process sees; docs/STREAMING.md).
         self.rebalances = Counter("radlabel_rebalances", "Partition assignments received from the consumer group",
                                   registry=r)
-        self.paused = Gauge("radlabel_paused", "1 while partitions are paused because the labeler is down",
+        self.paused = Gauge("radlabel_paused", "1 while partitions are paused because what the program writes to (labeler, FHIR server) is down",
                             registry=r)
         self.lag = Gauge("radlabel_consumer_lag", "High watermark minus committed offset",
                          ["topic", "partition"], registry=r)

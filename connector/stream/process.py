@@ -36,6 +36,8 @@ class InputRecord:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None = None
+    # The record's Kafka headers (the sink reads the report-version facts the connector put there).
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def source(self) -> SourceCoords:
