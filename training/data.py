@@ -124,6 +124,11 @@ def load_iu_reports(path: str | Path, exclude_uids: Iterable[str] = (), splits: 
     return out
 
 
+def lockbox_uids() -> set[str]:
+    """IU uids of the annotated set's lock-box (training/annotation/data/lockbox_uids.csv)."""
+    return gold_dev_uids(Path(__file__).parent / "annotation" / "data" / "lockbox_uids.csv")
+
+
 def gold_dev_uids(gold_reports_csv: str | Path) -> set[str]:
     frame = pd.read_csv(gold_reports_csv, dtype=str, keep_default_na=False)
     _require(frame.columns, ("uid",), str(gold_reports_csv))

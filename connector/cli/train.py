@@ -36,7 +36,9 @@ def _load_examples(table: list[Path], mimic_labels: Path | None, mimic_reports: 
 
         teacher = RuleLabeler(silver_profile)
 
-        excluded: set[str] = set()
+        # The lock-box of the annotated set is never trained on, whatever the flags say: a model that saw those
+        # reports (even with silver labels) would turn every later lock-box score into a tuned number.
+        excluded: set[str] = data.lockbox_uids()
         for path in exclude_ids_from:
             excluded |= data.gold_dev_uids(path)
         for path in silver:
@@ -54,7 +56,7 @@ def _load_examples(table: list[Path], mimic_labels: Path | None, mimic_reports: 
             rows = data.silver_label(reports, teacher)
             examples += rows
             sources.append({"kind": "silver", "path": str(path), "labeler": f"{teacher.info.name} {teacher.info.version}", "n": len(rows),
-                            "excluded_ids": len(excluded)})
+                            "excluded_ids": len(excluded), "lockbox_excluded": True})
     if not examples:
         raise typer.BadParameter("no training data: give --table, --mimic-labels/--mimic-reports or --silver")
     if limit:

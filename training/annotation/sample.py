@@ -3,7 +3,7 @@
 Why enriched: a random sample of 500 IU reports holds only a handful of positives for the rare observations
 (Pleural Other, Lung Lesion, Fracture, Support Devices, Pneumonia), too few to steer or measure rules or a model.
 Reports whose human MeSH codes (strong or weak rows of mesh_to_chexpert14_map.csv) name one of those observations
-are drawn first, up to a quota each; a random share of the remaining train reports keeps prevalence estimates
+are drawn first, up to a quota each (then a few by text, TEXT_ENRICH); a random share of the remaining train reports keeps prevalence estimates
 meaningful (the `stratum` column says which draw a report came from, so prevalence can be computed on the random
 stratum alone). Never gold-dev uids (read while tuning), never val/unsplit reports, never empty reports.
 
@@ -19,6 +19,7 @@ import argparse
 import csv
 import hashlib
 import random
+import re
 from pathlib import Path
 
 RARE_QUOTAS = {  # observation -> how many MeSH-positive reports to draw (all of them when fewer exist)
@@ -29,6 +30,14 @@ RARE_QUOTAS = {  # observation -> how many MeSH-positive reports to draw (all of
     "Support Devices": 45,
 }
 RANDOM_SHARE = 310
+# Pleural Other is rare even among MeSH codes (36 train reports in all): reports whose text names a pleural
+# thickening/scar/plaque/cap are added after the random draw (so the draws above stay as they were) to reach
+# >= 30 mentions.
+TEXT_ENRICH = {
+    "Pleural Other": re.compile(
+        r"pleural (thicken|scar|plaque|calcif)|apical (pleural )?(cap|thicken|scar)|pleuroparenchymal|fibrothorax",
+        re.I),
+}
 LOCKBOX_FRACTION = 0.45
 SEED = 20261202
 SPLIT_SALT = "radlabel-lockbox-v1"
@@ -59,6 +68,11 @@ def draw(shared: Path) -> list[dict[str, str]]:
     rest = [u for u in eligible if u not in chosen]
     for uid in rng.sample(rest, RANDOM_SHARE):
         chosen[uid] = "random"
+    for observation, pattern in TEXT_ENRICH.items():
+        for uid in eligible:
+            text = reports[uid]["findings"] + " " + reports[uid]["impression"]
+            if uid not in chosen and pattern.search(text):
+                chosen[uid] = f"text:{observation}"
     rows = []
     for uid in sorted(chosen, key=int):
         split = "lockbox" if _lockbox(uid, LOCKBOX_FRACTION) else "dev"
