@@ -85,3 +85,15 @@ def test_training_never_sees_a_lockbox_report(tmp_path: Path) -> None:
     examples, provenance = _load_examples([], None, None, [iu], [], None)
     assert sorted(e.id for e in examples) == sorted(f"iu-{u}" for u in dev)
     assert provenance["sources"][0]["lockbox_excluded"] is True
+
+
+def test_training_table_is_dev_only_with_rare_reports_oversampled(shared_data: Path) -> None:
+    from training.annotation.table import RARE, build
+
+    with pytest.raises(ValueError, match="lock-box"):
+        build(shared_data.parent, "lockbox")
+    once, thrice = build(shared_data.parent, "dev", 1), build(shared_data.parent, "dev", 3)
+    dev = {r["uid"] for r in _rows("sample.csv") if r["split"] == "dev"}
+    assert {i.removeprefix("human-") for i in once["id"]} == dev and once["report"].str.len().min() > 0
+    rare = once[list(RARE)].isin(["1", "-1"]).any(axis=1).sum()
+    assert 0 < rare < len(once) and len(thrice) == len(once) + 2 * rare
