@@ -19,6 +19,8 @@ _CARDIOMEDIASTINAL = r"cardiomediastin|pericardial|mediastin|contour|configurati
 # Prepositions and conjunctions that end the scope of an attributive adjective ("normal heart WITH edema").
 _ADJ_STOP = r"\b(?:with|without|in|at|on|to|from|for|and\s+(?:a|an|the|mild|small|large|moderate))\b|,"
 
+# Adjectives that may stand before a comma inside one noun phrase ("mild, XXXX opacity").
+_ADJECTIVES = ("mild", "small", "minimal", "subtle", "faint", "patchy", "streaky", "large", "moderate", "stable")
 _POST_ADJECTIVES = ("possible", "suspected", "questioned", "less likely", "obscured")
 _IMPROVED_POST_ADJECTIVES = ("likely", "probable", "equivocal")
 # ... unless they modify a following verb: in "opacities likely represent atelectasis" the opacities are stated.
@@ -272,6 +274,9 @@ CHEXPERT_CUES = CueSet((TERMINATORS, PSEUDO, *CHEXPERT_PRE_UNCERTAIN, *CHEXPERT_
 
 # -- improvements toward LABELING_GUIDELINES.md ----------------------------------------------------------------
 IMPROVED_EXTRA = (
+    # "age-indeterminate fracture" states a fracture whose age is unknown (guidelines: old or new, it is present);
+    # the "indeterminate" inside it is no hedge.
+    Cue(Kind.PSEUDO, BOTH, ("age[- ]indetermin[a-z]*", "indeterminate age", "of indeterminate age")),
     # Guidelines' hedge list: likely, may/might/could represent, suggestive of, consistent with? (no: that is a
     # positive reading), equivocal, question of.
     Cue(
@@ -289,6 +294,12 @@ IMPROVED_EXTRA = (
             "representing",
         ),
     ),
+    # Redacted hedges. "Opacities, XXXX atelectasis": the word removed after a comma, right before a finding, is a
+    # hedge ("likely", "probably") in these reports, as the guidelines read "XXXX represents" (annotated IU set:
+    # 5 dev reports, all -1) -- unless the comma separates two adjectives ("mild, XXXX opacity").
+    # "XXXX reflecting" reads like "XXXX representing".
+    Cue(Kind.UNCERTAIN, FWD, (r"xxxx(?<=,\sxxxx)" + "".join(rf"(?<!{a},\sxxxx)" for a in _ADJECTIVES),), window=2),
+    Cue(Kind.UNCERTAIN, FWD, ("xxxx reflect(?:s|ing)?",)),
     Cue(Kind.UNCERTAIN, BWD, _IMPROVED_POST_ADJECTIVES, copula="required"),
     Cue(Kind.UNCERTAIN, BWD, tuple(p + _NOT_ADVERB for p in _IMPROVED_POST_ADJECTIVES), window=1, stop=r"[,;:]"),
     Cue(Kind.UNCERTAIN, BWD, ("can't be excluded",), copula="optional"),
@@ -328,6 +339,8 @@ IMPROVED_EXTRA = (
             "no longer evident",
             "not detected",
             "not widened",
+            "not (?:engorged|congested|distended|dilated)",
+            "within (?:the )?limits of normal",
             "not (?:significantly|substantially|markedly|particularly|definitely) enlarged",
             # "heart and mediastinum of normal size", "normal in size and contour"
             "of normal (?:size|caliber|contour|appearance|configuration|limits)",
@@ -337,14 +350,27 @@ IMPROVED_EXTRA = (
     ),
     # Pre-negation kind: these phrases contain "normal"/"exclude", which must not turn them into negations.
     Cue(Kind.PRE_UNCERTAIN, FWD, ("can't exclude", "difficult to exclude", "can not be ruled out")),
+    # Clarification (annotated IU set): a finding named only as something a follow-up should exclude ("followup
+    # to ensure that there is no underlying mass") is not excluded: -1, as "cannot exclude".
+    Cue(Kind.PRE_UNCERTAIN, FWD, ("ensure (?:that )?(?:there is )?no",)),
     Cue(
         Kind.PRE_UNCERTAIN,
         BOTH,
-        ("upper limits? of normal", "top[- ]normal(?: limits?)?", "high[- ]normal(?: limits?)?", "upper[- ]normal"),
+        (
+            "upper limits? (?:of )?normal",
+            "top limits? of normal",
+            "top[- ]normal(?: limits?)?",
+            "high[- ]normal(?: limits?)?",
+            "upper[- ]normal",
+        ),
         window=3,
         copula="optional",
+        # a borderline heart/mediastinal size: "heart size upper limits of normal, pulmonary vascularity within
+        # normal limits" leaves the vessels normal
+        mention_filter=_CARDIOMEDIASTINAL,
     ),
     Cue(Kind.UNCERTAIN, BWD, ("borderline", "borderline (?:enlarged|in size)"), copula="optional"),
+    Cue(Kind.UNCERTAIN, BWD, ("in the differential(?: diagnosis)?",), copula="optional"),
     # A differential lists alternatives, however long the sentence runs.
     Cue(
         Kind.UNCERTAIN,
@@ -370,6 +396,11 @@ IMPROVED_DROPPED: frozenset[str] = frozenset(
         # A hedged negative is still a negative: "no definite effusion" reports no effusion.
         "no definite",
         "no obvious",
+        # Clarification (annotated IU set): a finding the report names but could not fully see ("fracture of the
+        # humerus, incompletely evaluated") is present: a limit of the exam, not a hedge.
+        "poorly evaluated",
+        "incompletely evaluated",
+        "not well evaluated",
     }
 )
 

@@ -22,7 +22,9 @@ from mappings.vocabulary import NO_FINDING, OBSERVATIONS, PRECEDENCE, SUPPORT_DE
 __all__ = ["RULES_VERSION", "Mention", "RuleLabeler", "find_mentions", "label_report"]
 
 # Bump when rules change: carried into FHIR/Kafka as the labeler version, so labels stay traceable.
-RULES_VERSION = "1.1.0"  # 1.0.0 was stamped on two different rule sets (see docs/EVALUATION_LLM.md, "Run 2")
+# 1.0.0 was stamped on two different rule sets (see docs/EVALUATION_LLM.md, "Run 2"); 1.2.0: generalised on the
+# annotated IU set's dev part (docs/LABELING_RULES.md "Rule changes in 1.2.0").
+RULES_VERSION = "1.2.0"
 _CHF = ("chf", "heart failure")
 _START = attrgetter("start")
 _BY_PRECEDENCE = sorted(Certainty, key=PRECEDENCE.__getitem__, reverse=True)

@@ -97,7 +97,19 @@ IMPROVED_REPLACE: dict[str, dict[str, str | None]] = {
         "coil": rf"{_W}coils?{_E}",
     },
     "Edema": {"chf": rf"{_W}chf{_E}"},
-    "Lung Lesion": {"lump": rf"{_W}lumps?{_E}"},  # not "lumpectomy"
+    # Guidelines: Pleural Other is pleural thickening/plaque/scarring, fibrothorax; pulmonary (or cystic)
+    # "fibrosis" is a lung finding (it blocks No Finding, see OTHER below).
+    "Pleural Other": {"fibrosis": None},
+    "Lung Lesion": {
+        "lump": rf"{_W}lumps?{_E}",  # not "lumpectomy"
+        # Guidelines: a lesion is a nodule, mass, tumour...; a "nodular opacity/density" is an opacity (Lung
+        # Opacity), not a nodule (annotated IU set: 6 of 7 dev reports leave Lung Lesion empty for it).
+        "nodular density": None,
+        "nodular densities": None,
+        "nodular opacity": None,
+        "nodular opacities": None,
+        "nodular opacification": None,
+    },
 }
 IMPROVED_ADD: dict[str, list[str]] = {
     "Support Devices": [
@@ -120,6 +132,9 @@ IMPROVED_ADD: dict[str, list[str]] = {
         r"nasogastric",
         r"fixation",
         rf"{_W}sutures?{_E}",
+        # "Right XXXX-A-XXXX is in XXXX": a Port-A-Cath with both words redacted; septal occluders
+        r"xxxx-a-xxxx",
+        r"occluder",
     ],
     "Lung Opacity": [
         r"haziness",
@@ -128,20 +143,28 @@ IMPROVED_ADD: dict[str, list[str]] = {
         r"interstitial\s+(?:prominence|changes?|disease|thickening|opacit)",
         r"reticulo-?\s*nodular",
     ],
-    "Lung Lesion": [r"(?:pulmonary|lung|parenchymal|spiculated)\s+lesions?"],
+    "Lung Lesion": [
+        r"(?:pulmonary|lung|parenchymal|spiculated)\s+lesions?",
+        # guidelines: "cavitary lesion", "metastases to the lung" (bone metastases are unmentioned below)
+        rf"{_W}cavit(?:y|ies|ation)",
+        r"metasta(?:sis|ses|tic)",
+    ],
     "Pneumonia": [r"pneumonitis"],
     "Edema": [r"vascular\s+congestion", r"pulmonary\s+congestion"],
     "Pleural Other": [
         r"pleural\s+(?:plaques?|calcifications?|scarring|reaction)",
         r"apical\s+(?:pleural\s+)?(?:cap|capping|thickening)",
-        r"pleural[- ]parenchymal",
-        # fissures are pleura; the costophrenic angle is a pleural recess
-        r"fissural\s+thickening",
-        r"thickening\s+of\s+the\s+(?:minor|major|horizontal|oblique)\s+fissure",
+        # "pleural-parenchymal", "pleuroparenchymal", "pleural-peripheral" scarring/irregularity/opacities
+        r"pleur(?:al|o)[- ]?(?:parenchymal|peripheral)",
+        # the costophrenic angle is a pleural recess. (Fissural thickening is not Pleural Other: clarification of
+        # the annotated IU set, it goes with edema.)
         r"scar[a-z]*\s+(?:at|of|in|involving)\s+the\s+(?:left\s+|right\s+)?costophrenic",
     ],
     "Fracture": [
         r"compression\s+deformit",
+        # vertebral wedging / wedge (compression) deformity; a "wedge-shaped opacity" is no bone
+        rf"{_W}wedg(?:e|ed|ing)(?![- ]?shaped|[a-z])",
+        r"height\s+loss",
         r"loss\s+of\s+(?:[a-z]+\s+){0,3}height",
         r"osseous\s+injur",
         rf"{_W}fx{_E}",
@@ -168,6 +191,8 @@ IMPROVED_ADD: dict[str, list[str]] = {
         rf"{_W}elevated",
         r"deformit",
         r"curvature",
+        r"fibrosis",
+        r"metasta",  # bone metastases are no Lung Lesion, but an abnormality
     ],
 }
 # "defib"/"tracheostomy" are devices; guidelines: devices do not block No Finding.
@@ -178,10 +203,18 @@ IMPROVED_UNMENTION_REPLACE: dict[str, dict[str, str | None]] = {
 }
 IMPROVED_UNMENTION_ADD: dict[str, list[str]] = {
     "Lung Lesion": [
-        rf"{_W}calcified\s+(?:[a-z]+\s+){{0,2}}nodul",
-        r"nodul[a-z]*,?\s+(?:(?:which|that)\s+)?(?:is|are|appears?)\s+(?:densely\s+)?calcified",
-        r"nodul[a-z]*(?:\s+(?:opacit|densit)[a-z]*)?[^.;]{0,40}granulom",
+        # "calcified right lower lobe pulmonary nodule"; a "dense" nodule is a calcified one
+        rf"{_W}(?:calcified|dense)\s+(?:[a-z]+\s+){{0,4}}nodul",
+        # "nodule ... is unchanged and appears calcified", "nodules, which are densely calcified" (not "nodules,
+        # most of which appear calcified": some are not)
+        r"nodul[a-z]*(?:,?\s+(?:which|that)|[^.;,]{0,80}(?<![a-z])(?:is|are|and))\s+"
+        r"(?:appears?\s+|seems?\s+|is\s+|are\s+)?(?:densely\s+)?calcified",
+        r"nodul[a-z]*(?:\s+(?:opacit|densit)[a-z]*)?[^.;]{0,60}granulom",
         r"granulom[a-z]*[^.;]{0,30}nodul",
+        r"(?:pleural|thoracic|chest|abdominal|peritoneal|oral|nasal|body|joint)\s+cavit",
+        r"(?:osseous|bone|bony|skeletal|osteoblastic|osteolytic|lytic|blastic|sclerotic)\s+metasta",
+        r"metasta[a-z]*(?:\s+disease)?\s+(?:to|in|of|involving)\s+(?:the\s+)?"
+        r"(?:bones?|osseous|skeleton|spine|ribs?|liver|brain)",
     ],
     "Atelectasis": [
         r"(?:vertebra[a-z]*|body|bodies|compression|spine|spinal|[tl]\d{1,2})\s+(?:[a-z]+\s+)?collapse",
@@ -219,6 +252,12 @@ IMPROVED_UNMENTION_ADD: dict[str, list[str]] = {
         r"(?:pleural|apical|fissural|skin|azygo-?esophageal|paraspinal|paratracheal|junction|mach)\s+lines?",
     ],
     "Pleural Effusion": [r"(?:joint|knee|elbow|shoulder|hip)\s+effusions?"],
+    # guidelines: a bone fracture; a broken sternotomy wire or pacer lead is a device finding
+    "Fracture": [
+        r"fractur[a-z]*\s+(?:of\s+)?(?:the\s+|an?\s+)?(?:[a-z]+\s+){0,2}(?:sternotomy|sternal|cerclage|pacer|pacemaker)"
+        r"\s+(?:wires?|xxxx|sutures?|leads?)",
+        r"(?:wires?|leads?|hardware|screws?|plates?|rods?)\s+(?:(?:is|are|appears?)\s+)?fractur",
+    ],
 }
 # Structure mentions (see MentionRule.abnormal): which phrases name a structure rather than a finding, and the
 # words that make a plain (unhedged, unnegated) mention of it positive.
@@ -248,16 +287,24 @@ IMPROVED_STRUCTURES: dict[str, tuple[tuple[str, ...], str, bool]] = {
         False,
     ),
 }
+# "cardio mediastinal" is a common spelling of "cardiomediastinal"; "cardiac and mediastinal XXXX" names both
+# structures with the noun (contours/silhouette) redacted.
+_CARDIOMEDIASTINAL_STRUCTURE = (
+    r"cardio-?\s*mediastin[a-z]*(?:\s+(?:silhouettes?|contours?|size|shadows?|structures?|outlines?))?"
+)
+_CARDIAC_AND_MEDIASTINAL_REDACTED = r"cardiac\s+and\s+mediastinal\s+xxxx"
 IMPROVED_STRUCTURE_ADD: dict[str, list[str]] = {
     "Cardiomegaly": [
         rf"{_W}heart(?!\s+(?:failure|size)){_E}",
-        r"cardiomediastin[a-z]*(?:\s+(?:silhouettes?|contours?|size|shadows?|structures?|outlines?))?",
+        _CARDIOMEDIASTINAL_STRUCTURE,
         r"cardiac(?:\s+and\s+mediastinal)?\s+(?:silhouettes?|contours?|size|shadows?|outlines?)",
+        _CARDIAC_AND_MEDIASTINAL_REDACTED,
     ],
     "Enlarged Cardiomediastinum": [
         rf"{_W}mediastinum",
-        r"cardiomediastin[a-z]*(?:\s+(?:silhouettes?|contours?|size|shadows?|structures?|outlines?))?",
+        _CARDIOMEDIASTINAL_STRUCTURE,
         r"mediastinal\s+(?:width|widening|shift|structures|silhouettes?|contours?|outlines?)",
+        _CARDIAC_AND_MEDIASTINAL_REDACTED,
     ],
 }
 # Guidelines: "normal pulmonary vascularity" -> Edema 0; abnormal vasculature is a hedge (CheXpert's
@@ -274,7 +321,8 @@ IMPROVED_FIXED: tuple[tuple[str, str, Certainty], ...] = (
     (
         "Lung Opacity",
         r"\blungs?(?:\s+(?:fields?|xxxx))?\s+(?:(?:are|is|remain|remains|appear|appears)\s+)?"
-        r"(?:(?:otherwise|now|grossly|essentially|again|both|[a-z-]+\s+(?:and|but))\s+)*clear(?![a-z])",
+        r"(?:(?:otherwise|now|grossly|essentially|again|both|normally|well|fully|[a-z-]+\s+(?:and|but))\s+)*"
+        r"clear(?![a-z])",
         Certainty.NEGATIVE,
     ),
     ("Lung Opacity", r"(?<![a-z])clear\s+lungs?(?![a-z])", Certainty.NEGATIVE),

@@ -182,12 +182,13 @@ _META = set("()[]{}?*+|\\.^$")
 def trigger_word(phrase: str) -> str | None:
     """The phrase's leading plain word when every match must contain it as a whole word, else None (the cue
     then always runs). A quantifier or group right after it ("limits?", "diagnos[ie]s") makes it unsafe;
-    a lookaround, a space, "/", "-" or a character class for a separator ("top[- ]normal") does not."""
+    a lookaround (it consumes nothing: "xxxx(?<=,\\sxxxx)" still needs the word), a space, "/", "-" or a character
+    class for a separator ("top[- ]normal") does not."""
     match = re.match(r"[a-z0-9']+", phrase)
     if match is None:
         return None
     rest = phrase[match.end() :]
-    if not rest or rest[0] in " /-" or rest.startswith(("(?!", "(?=", "[- ]", "[ -]")):
+    if not rest or rest[0] in " /-" or rest.startswith(("(?!", "(?=", "(?<=", "(?<!", "[- ]", "[ -]")):
         return match.group()
     return None
 

@@ -76,6 +76,9 @@ def test_trigger_words_are_only_taken_when_mandatory() -> None:
     assert trigger_word("not (?:significantly|markedly) enlarged") == "not"
     assert trigger_word("(?:at )?(?:the )?upper limits? of normal") is None
     assert trigger_word("limits? of normal") is None
+    # a lookbehind after the word consumes nothing: the word is still needed
+    assert trigger_word(r"xxxx(?<=,\sxxxx)") == "xxxx"
+    assert trigger_word(r"xxxx(?<!mild,\sxxxx)") == "xxxx"
 
 
 def test_overlong_sentences_are_cut_at_whitespace() -> None:
