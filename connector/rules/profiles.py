@@ -135,6 +135,10 @@ IMPROVED_ADD: dict[str, list[str]] = {
         # "Right XXXX-A-XXXX is in XXXX": a Port-A-Cath with both words redacted; septal occluders
         r"xxxx-a-xxxx",
         r"occluder",
+        # implanted nerve stimulators; orthopedic rods and (suture) anchors are hardware
+        r"stimulator",
+        rf"{_W}rods?{_E}",
+        rf"{_W}anchors?{_E}",
     ],
     "Lung Opacity": [
         r"haziness",
@@ -150,7 +154,15 @@ IMPROVED_ADD: dict[str, list[str]] = {
         r"metasta(?:sis|ses|tic)",
     ],
     "Pneumonia": [r"pneumonitis"],
-    "Edema": [r"vascular\s+congestion", r"pulmonary\s+congestion"],
+    "Edema": [
+        r"vascular\s+congestion",
+        r"pulmonary\s+congestion",
+        # engorgement is congestion (guidelines: vascular congestion -> Edema); "the pulmonary XXXX are engorged":
+        # the redacted noun is clear from the rest (vessels), unlike "pulmonary XXXX are normal" (left empty)
+        r"(?:vascular|venous)\s+engorgement",
+        r"pulmonary\s+xxxx\s+(?:are|is|appear|appears|remain|remains)\s+"
+        r"(?:(?:mildly|moderately|markedly|slightly|again|still|now)\s+)?engorged",
+    ],
     "Pleural Other": [
         r"pleural\s+(?:plaques?|calcifications?|scarring|reaction)",
         r"apical\s+(?:pleural\s+)?(?:cap|capping|thickening)",
@@ -192,6 +204,9 @@ IMPROVED_ADD: dict[str, list[str]] = {
         r"deformit",
         r"curvature",
         r"fibrosis",
+        # a retained foreign body / bullet is an abnormality, not a support device
+        r"foreign\s+bod",
+        rf"{_W}bullets?{_E}",
         r"metasta",  # bone metastases are no Lung Lesion, but an abnormality
     ],
 }

@@ -176,6 +176,19 @@ CASES = [
     ("in-the-differential", "Infection is in the differential.", "Pneumonia", U, P),
     ("port-a-cath-redacted", "Left XXXX-A-XXXX remains in place.", "Support Devices", P, None),
     ("septal-occluder", "Septal occluder in place.", "Support Devices", P, None),
+    (
+        "vascular-engorgement-normal",
+        "Heart size and pulmonary vascular engorgement appear within limits of normal.",
+        "Edema",
+        N,
+        None,
+    ),
+    ("venous-engorgement", "Pulmonary venous engorgement has developed.", "Edema", P, None),
+    ("redacted-vessels-engorged", "The heart is large, the pulmonary XXXX are engorged.", "Edema", P, None),
+    ("redacted-vessels-normal", "The pulmonary XXXX are normal.", "Edema", None, None),
+    ("nerve-stimulator", "Vagal nerve stimulator over the left chest.", "Support Devices", P, None),
+    ("spinal-rods", "Posterior spinal fusion rods.", "Support Devices", P, None),
+    ("suture-anchors", "Suture anchors in the left humeral head.", "Support Devices", P, None),
     ("upper-limit-normal-no-of", "Heart size is upper limit normal.", "Cardiomegaly", U, P),
     ("top-limits-of-normal", "Cardiac silhouette is at top limits of normal.", "Cardiomegaly", U, P),
     ("lungs-adverb-and-clear", "The lungs are normally inflated and clear.", "Lung Opacity", N, None),
@@ -294,6 +307,8 @@ def test_added_phrases(sentence: str, observation: str, expected: Certainty) -> 
         "Osteophytes of the spine.",
         "Changes of pulmonary fibrosis.",
         "Osseous metastases in the spine.",
+        "Metallic foreign body in the soft tissues of the back.",
+        "Bullet fragment in the left chest wall.",
     ],
 )
 def test_added_no_finding_blockers(sentence: str) -> None:
