@@ -178,7 +178,13 @@ IMPROVED_ADD: dict[str, list[str]] = {
         rf"{_W}wedg(?:e|ed|ing)(?![- ]?shaped|[a-z])",
         r"height\s+loss",
         r"loss\s+of\s+(?:[a-z]+\s+){0,3}height",
-        r"osseous\s+injur",
+        r"(?:osseous|bony|bone)\s+injur",
+        # a healed fracture: "callus", "healed/healing rib deformity"; a bone change called (possibly)
+        # post-traumatic (clarification: a deformity hedged as possibly from old trauma is -1, so the trauma word
+        # makes it a fracture mention)
+        rf"{_W}callus",
+        r"(?:healed|healing)\s+(?:[a-z]+\s+){0,3}deformit",
+        r"post-?\s*traumatic(?!\s+(?:osteo)?arthri|\s+(?:pneumothora|hemothora|hematoma|stress))",
         rf"{_W}fx{_E}",
     ],
     OTHER: [
