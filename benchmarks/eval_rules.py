@@ -4,7 +4,7 @@
 
 1. Builds, OUTSIDE the repository tree that is committed (default out/eval, git-ignored), the inputs:
    - gold-dev: reports.csv (id, report) and truth labels.csv (4-class) straight from shared/data/gold-dev;
-   - IU X-ray train+val: report text (INDICATION / COMPARISON / FINDINGS / IMPRESSION with headers, the same
+   - IU X-ray train+val minus the annotated set's lock-box: report text (INDICATION / COMPARISON / FINDINGS / IMPRESSION with headers, the same
      layout as gold-dev) and the MeSH positive-only truth (id = report_id; reports whose MeSH status is
      "no_indexing" carry no coding and are left out);
    - CheXbert's published outputs (chexbert_labels_binarized.csv, findings section, 1 = positive or uncertain)
@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from connector.evaluate.io import write_labels  # noqa: E402
 from mappings.vocabulary import OBSERVATIONS  # noqa: E402
-from training.data import iu_report_text  # noqa: E402  (one IU report layout for training and evaluation)
+from training.data import iu_report_text, lockbox_uids  # noqa: E402  (one IU report layout for training and evaluation)
 
 
 def shared_dir() -> Path:
@@ -49,6 +49,9 @@ def build_inputs(shared: Path, out: Path) -> dict[str, Path]:
 
     reports = pd.read_csv(shared / "data/iu-xray/reports.csv", dtype=str)
     reports = reports[reports["split"].isin(["train", "val"])]
+    # The annotated set's lock-box is scored only when a release is cut (benchmarks/eval_annotated.py): keep its
+    # reports out of this routinely-run MeSH evaluation, or every tuning session would see scores on them.
+    reports = reports[~reports["uid"].isin(lockbox_uids())]
     mesh = pd.read_csv(shared / "data/iu-xray/mesh_labels.csv", dtype=str, keep_default_na=False)
     mesh = mesh[mesh["mesh_status"] != "no_indexing"]
     reports = reports[reports["report_id"].isin(set(mesh["report_id"]))]
