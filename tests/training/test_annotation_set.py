@@ -21,15 +21,23 @@ def _rows(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def test_truth_is_the_agreed_cells_plus_the_adjudicated_ones() -> None:
+def test_truth_is_the_agreed_cells_plus_the_adjudicated_ones_plus_the_review() -> None:
     a, b, truth = (read_labels(DATA / f"{n}.csv") for n in ("annotator_a", "annotator_b", "adjudicated"))
     assert list(a.index) == list(b.index) == list(truth.index)
     assert sorted(a.index, key=int) == sorted((r["uid"] for r in _rows("sample.csv")), key=int)
     decided = {(r["uid"], r["observation"]): r for r in _rows("adjudication.csv")}
+    reviewed = {(r["uid"], r["observation"]): r for r in _rows("review.csv")}
     disagreements = set()
     for uid in a.index:
         for name in OBSERVATIONS:
             x, y, t = a.at[uid, name], b.at[uid, name], truth.at[uid, name]
+            if (uid, name) in reviewed:  # the consistency review's change is the final word, logged with its rule
+                after = reviewed[(uid, name)]["after"]
+                assert (t != t) if after == "" else t == float(after), (uid, name)
+                assert reviewed[(uid, name)]["clarification"].strip()
+                if x != y and not (x != x and y != y):
+                    disagreements.add((uid, name))
+                continue
             same = (x == y) or (x != x and y != y)  # NaN == blank on both sides
             if same:
                 assert (t == x) or (t != t and x != x), (uid, name)
