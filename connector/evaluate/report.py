@@ -19,6 +19,7 @@ from connector.evaluate.metrics import (
     indicators,
     mean_weighted_f1,
     score_labeler,
+    weighted_f1_from_counts,
 )
 from connector.evaluate.stats import (
     DEFAULT_RESAMPLES,
@@ -40,6 +41,10 @@ class LabelerResult:
     ci: tuple[float, float]
     mean_weighted_f1_pos_neg: float
     ci_pos_neg: tuple[float, float]
+    # Per observation: 95% bootstrap CI of the weighted F1 (and of the pos+neg-only one), from the same resamples
+    # as the mean's CI. Rare classes have wide intervals; that width is the point of reporting them.
+    observation_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    observation_ci_pos_neg: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +91,8 @@ def evaluate(
         boot = bootstrap_means(multiplicity, ind, mode)
         boot_pn = bootstrap_means(multiplicity, ind, mode, pos_neg_only=True)
         boots[name] = (boot, boot_pn)
+        per_obs = weighted_f1_from_counts(multiplicity, ind, mode)
+        per_obs_pn = weighted_f1_from_counts(multiplicity, ind, mode, pos_neg_only=True)
         result.labelers.append(
             LabelerResult(
                 name,
@@ -94,6 +101,8 @@ def evaluate(
                 percentile_ci(boot),
                 mean_weighted_f1(scores, pos_neg_only=True),
                 percentile_ci(boot_pn),
+                {o: percentile_ci(per_obs[:, j]) for j, o in enumerate(OBSERVATIONS)},
+                {o: percentile_ci(per_obs_pn[:, j]) for j, o in enumerate(OBSERVATIONS)},
             )
         )
     by_name = {r.name: r for r in result.labelers}
@@ -137,7 +146,12 @@ def to_json(ev: Evaluation) -> dict:
                 "mean_weighted_f1_pos_neg": _num(r.mean_weighted_f1_pos_neg),
                 "mean_weighted_f1_pos_neg_ci95": [_num(r.ci_pos_neg[0]), _num(r.ci_pos_neg[1])],
                 "observations": {
-                    o: {k: (_num(v) if isinstance(v, float) else v) for k, v in r.scores[o].as_dict().items()}
+                    o: {
+                        **{k: (_num(v) if isinstance(v, float) else v) for k, v in r.scores[o].as_dict().items()},
+                        "weighted_f1_ci95": [_num(x) for x in r.observation_ci.get(o, (math.nan, math.nan))],
+                        "weighted_f1_pos_neg_ci95": [
+                            _num(x) for x in r.observation_ci_pos_neg.get(o, (math.nan, math.nan))],
+                    }
                     for o in OBSERVATIONS
                 },
             }
@@ -220,14 +234,15 @@ def to_markdown(ev: Evaluation) -> str:
             "",
             f"## {r.name}: per-class F1 and Cohen's kappa",
             "",
-            "| Observation | F1 pos | F1 neg | F1 unc | weighted F1 | kappa | truth n pos/neg/unc/blank |",
-            "|---|---|---|---|---|---|---|",
+            "| Observation | F1 pos | F1 neg | F1 unc | weighted F1 | 95% CI | kappa | truth n pos/neg/unc/blank |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for o in OBSERVATIONS:
             s = r.scores[o]
+            lo, hi = r.observation_ci.get(o, (math.nan, math.nan))
             lines.append(
                 f"| {o} | {_fmt(s.f1_positive)} | {_fmt(s.f1_negative)} | {_fmt(s.f1_uncertain)} | "
-                f"{_fmt(s.weighted_f1)} | {_fmt(s.kappa)} | "
+                f"{_fmt(s.weighted_f1)} | {_fmt(lo, 3)}–{_fmt(hi, 3)} | {_fmt(s.kappa)} | "
                 f"{s.n_positive}/{s.n_negative}/{s.n_uncertain}/{s.n_blank} |"
             )
     return "\n".join(lines) + "\n"
@@ -260,7 +275,9 @@ def write_csv(ev: Evaluation, path: Path) -> None:
         for r in ev.labelers:
             for o in OBSERVATIONS:
                 d = r.scores[o].as_dict()
-                writer.writerow([r.name, o, *(_cell(d[c]) for c in CSV_COLUMNS[2:12]), "", "", "", ""])
+                ci = r.observation_ci.get(o, (math.nan, math.nan))
+                ci_pn = r.observation_ci_pos_neg.get(o, (math.nan, math.nan))
+                writer.writerow([r.name, o, *(_cell(d[c]) for c in CSV_COLUMNS[2:12]), *(_cell(x) for x in (*ci, *ci_pn))])
             writer.writerow(
                 [
                     r.name,

@@ -77,6 +77,12 @@ def test_evaluate_writes_all_outputs_with_right_numbers(files: dict[str, Path], 
     assert other["observations"]["Edema"]["weighted_f1"] is None
     lo, hi = other["mean_weighted_f1_ci95"]
     assert lo <= hi
+    # Per-observation CIs from the same resamples: a perfect labeler's is [1, 1]; an imperfect one's brackets its
+    # point estimate; an observation absent from the truth has none.
+    assert perfect["observations"]["Cardiomegaly"]["weighted_f1_ci95"] == [1.0, 1.0]
+    c_lo, c_hi = other["observations"]["Cardiomegaly"]["weighted_f1_ci95"]
+    assert 0.0 <= c_lo <= 0.4 <= c_hi <= 1.0 and c_lo < c_hi
+    assert other["observations"]["Edema"]["weighted_f1_ci95"] == [None, None]
     (pair,) = metrics["comparisons"]
     assert (pair["a"], pair["b"]) == ("perfect", "other")
     assert pair["mean_difference"] == pytest.approx(0.3)
