@@ -20,6 +20,13 @@ from mappings.nondiagnostic import non_diagnostic_reason
 from mappings.scope import ScopeRules, StudyFacts, default_rules
 
 from connector.fhir.bundle import build_bundle, build_bundle_shared, bundle_bytes, bundle_id
+from connector.fhir.identifiers import (
+    STANDALONE,
+    UNPUBLISHABLE_REASONS,
+    OutputProfile,
+    Unpublishable,
+    resolve_identifiers,
+)
 from connector.fhir.validate import InvalidResource, validate_bundle
 from connector.hl7.errors import REJECT_REASONS, MessageRejected
 from connector.hl7.framing import split_messages
@@ -29,6 +36,11 @@ from connector.hl7.parse import parse_reports as _parse_reports
 
 __all__ = [
     "REJECT_REASONS",
+    "STANDALONE",
+    "UNPUBLISHABLE_REASONS",
+    "OutputProfile",
+    "Unpublishable",
+    "version_headers",
     "Converted",
     "Skip",
     "Skipped",
@@ -59,6 +71,23 @@ class Converted(BaseModel):
     status: str  # HL7 report status P/F/C/X
     bundle: bytes  # canonical JSON of the validated transaction Bundle
     labels: LabelSet
+    # The version facts a consumer needs without parsing the bundle (Kafka headers; `convert`'s index.jsonl).
+    report_id: str = ""  # DiagnosticReport id: UUIDv5 of facility|accession, PHI-free
+    report_time: str = ""  # OBR-22 (else MSH-7), ISO 8601 with offset; "" when unknown
+    message_time: str = ""  # MSH-7, ISO 8601 with offset; "" when unknown
+    profile: str = "standalone"  # the output profile that wrote the bundle
+    identifier_fallbacks: tuple[str, ...] = ()  # "patient" / "accession": no site rule named the authority
+
+
+def version_headers(item: Converted) -> list[tuple[str, bytes]]:
+    """What a consumer orders and retires by (docs/HL7_FHIR.md "Output record"): ASCII, empty when unknown."""
+    return [
+        ("report-id", item.report_id.encode()),
+        ("report-status", item.status.encode()),
+        ("report-time", item.report_time.encode()),
+        ("message-time", item.message_time.encode()),
+        ("fhir-profile", item.profile.encode()),
+    ]
 
 
 class Skip(BaseModel):
@@ -122,31 +151,44 @@ def parse_reports(
     return _parse_reports(raw, default_tz=default_tz, limits=limits)
 
 
-def build_validated_bundle(report: Report, labels: LabelSet, *, recorded: datetime | None = None) -> bytes:
-    """Build, validate (fhir.resources) and serialise one bundle. Raises :class:`InvalidResource` on a bug."""
-    bundle = build_bundle_shared(report, labels, recorded=recorded)
+def build_validated_bundle(report: Report, labels: LabelSet, *, recorded: datetime | None = None,
+                           profile: OutputProfile = STANDALONE) -> bytes:
+    """Build, validate (fhir.resources) and serialise one bundle. Raises :class:`InvalidResource` on a bug,
+    :class:`Unpublishable` for a report the profile cannot write (no patient identifier, ...)."""
+    bundle = build_bundle_shared(report, labels, recorded=recorded, profile=profile)
     validate_bundle(bundle)
     return bundle_bytes(bundle)
 
 
 def convert_reports(
-    reports: list[Report], outcomes: list[LabelSet | Skip], *, recorded: datetime | None = None
+    reports: list[Report], outcomes: list[LabelSet | Skip], *, recorded: datetime | None = None,
+    profile: OutputProfile = STANDALONE,
 ) -> list[Converted | Skipped]:
     """One result per report: a validated bundle, or the skip that publishes nothing. ``recorded`` is the labeling
-    time for Provenance.recorded (the input record's timestamp in `run`); None uses the message time (MSH-7)."""
+    time for Provenance.recorded (the input record's timestamp in `run`); None uses the message time (MSH-7).
+    Raises :class:`Unpublishable` when any labeled report cannot be written under ``profile`` (the caller
+    dead-letters the whole message: a message is never half-published)."""
     out: list[Converted | Skipped] = []
     for report, outcome in zip(reports, outcomes, strict=True):
         if isinstance(outcome, Skip):
             out.append(Skipped(key=report.accession_key, bundle_id=bundle_id(report), status=report.status,
                                reason=outcome.reason, signal=outcome.signal))
             continue
+        ids = resolve_identifiers(report, profile)
+        bundle = build_bundle_shared(report, outcome, recorded=recorded, profile=profile, ids=ids)
+        validate_bundle(bundle)
         out.append(
             Converted(
                 key=report.accession_key,
                 bundle_id=bundle_id(report),
                 status=report.status,
-                bundle=build_validated_bundle(report, outcome, recorded=recorded),
+                bundle=bundle_bytes(bundle),
                 labels=outcome,
+                report_id=report.diagnostic_report_id,
+                report_time=report.report_time.isoformat() if report.report_time else "",
+                message_time=report.message_time.isoformat() if report.message_time else "",
+                profile=profile.kind,
+                identifier_fallbacks=ids.fallbacks,
             )
         )
     return out
@@ -183,13 +225,15 @@ async def convert_message(
     limits: ParseLimits = DEFAULT_LIMITS,
     rules: ScopeRules | None = None,
     recorded: datetime | None = None,
+    profile: OutputProfile = STANDALONE,
 ) -> list[Converted | Skipped]:
     """One message -> one :class:`Converted` (or :class:`Skipped`) per report. Raises :class:`MessageRejected` for
-    bad input, and the labeler's errors (LabelerUnavailable for the batch; AnswerInvalid / ReportTooLong for a
-    report) so the caller can retry or dead-letter without losing the message."""
+    bad input, :class:`Unpublishable` for a report the profile cannot write, and the labeler's errors
+    (LabelerUnavailable for the batch; AnswerInvalid / ReportTooLong for a report) so the caller can retry or
+    dead-letter without losing the message."""
     reports = parse_reports(raw, default_tz=default_tz, limits=limits)
     outcomes = await label_reports(reports, labeler, rules=rules)
     for outcome in outcomes:
         if isinstance(outcome, LabelerError):
             raise outcome
-    return convert_reports(reports, outcomes, recorded=recorded)  # type: ignore[arg-type]
+    return convert_reports(reports, outcomes, recorded=recorded, profile=profile)  # type: ignore[arg-type]

@@ -119,6 +119,72 @@ class HL7Settings(_Section):
         return ParseLimits(self.max_message_bytes, self.max_escape_repeat, self.max_escape_expansion)
 
 
+class IdentifierSystem(_Section):
+    """One assigning authority -> the site's Identifier.system URI (docs/HL7_FHIR.md "Identifier systems"). It matches
+    an HD by universal id (HD-2, with its type HD-3 when given here) or by namespace id (HD-1): name both when the
+    feed sends both forms, and they resolve to one system."""
+
+    namespace: str | None = None
+    universal_id: str | None = None
+    universal_id_type: str | None = None  # e.g. ISO (an OID), UUID, DNS
+    system: str
+
+    @field_validator("system")
+    @classmethod
+    def _absolute_uri(cls, value: str) -> str:
+        scheme, colon, rest = value.partition(":")
+        if not colon or not rest or not scheme.isascii() or not scheme[:1].isalpha() or any(c.isspace() for c in value):
+            raise ValueError(f"system {value!r} is not an absolute URI (e.g. urn:oid:1.2.3, https://hospital.example/mrn)")
+        return value
+
+    @model_validator(mode="after")
+    def _names_an_authority(self) -> IdentifierSystem:
+        if not (self.namespace or self.universal_id):
+            raise ValueError("an identifier system needs namespace and/or universal_id")
+        return self
+
+
+class FhirSettings(_Section):
+    """What the FHIR output writes (docs/HL7_FHIR.md "Output profiles", "Identifier systems")."""
+
+    # standalone: the bundle writes Patient and DiagnosticReport itself; enrich: it references the hospital's own
+    # by identifier. Unset: enrich for `run` (a hospital's feed), standalone for `convert` and `demo`.
+    profile: Literal["standalone", "enrich"] | None = None
+    # enrich: conditionally create a minimal Patient / DiagnosticReport when the server has none with the identifier
+    # (for servers that no feed fills). Off: a report whose patient is missing fails at the server, not here.
+    placeholders: bool = False
+    # An assigning authority no rule below names: use the fallback system and count it (radlabel_identifier_fallback),
+    # or dead-letter the record (unknown-assigning-authority).
+    unknown_authority: Literal["fallback", "dead-letter"] = "fallback"
+    patient_identifier_systems: list[IdentifierSystem] = Field(default_factory=list)  # PID-3 CX-4; order = preference
+    accession_identifier_systems: list[IdentifierSystem] = Field(default_factory=list)  # OBR-3/2 EI-2..4, else MSH-4
+
+    @field_validator("patient_identifier_systems", "accession_identifier_systems")
+    @classmethod
+    def _unambiguous(cls, value: list[IdentifierSystem]) -> list[IdentifierSystem]:
+        seen: set[tuple[str, str]] = set()
+        for rule in value:
+            for key in (("namespace", rule.namespace), ("universal_id", rule.universal_id)):
+                if key[1] is None:
+                    continue
+                if key in seen:  # type: ignore[comparison-overlap]
+                    raise ValueError(f"{key[0]} {key[1]!r} is named by two rules")
+                seen.add(key)  # type: ignore[arg-type]
+        return value
+
+    def output_profile(self, default: Literal["standalone", "enrich"]) -> Any:
+        """The pure functions' OutputProfile (connector.fhir.identifiers), ``default`` when ``profile`` is unset."""
+        from connector.fhir.identifiers import OutputProfile, SystemRule
+
+        def rules(items: list[IdentifierSystem]) -> tuple[SystemRule, ...]:
+            return tuple(SystemRule(i.system, i.namespace, i.universal_id, i.universal_id_type) for i in items)
+
+        return OutputProfile(kind=self.profile or default, placeholders=self.placeholders,
+                             patient_systems=rules(self.patient_identifier_systems),
+                             accession_systems=rules(self.accession_identifier_systems),
+                             unknown_authority=self.unknown_authority)
+
+
 class MllpSettings(BaseModel):
     """`radlabel mllp`: the MLLP listener in front of the input topic (docs/MLLP.md)."""
 
@@ -171,6 +237,7 @@ class Settings(BaseSettings):
     # Study scope (mappings/scope.py): extra studies a site has validated, and its own procedure codes.
     scope: ScopeSettingsModel = Field(default_factory=ScopeSettingsModel)
     mllp: MllpSettings = Field(default_factory=MllpSettings)
+    fhir: FhirSettings = Field(default_factory=FhirSettings)
     log_level: str = "INFO"
     log_json: bool = True
     http_port: int = 8080  # metrics + health (-1: off)
@@ -234,4 +301,4 @@ def load_settings(
         _MERGED.reset(token)
 
 
-__all__ = ["HL7Settings", "KafkaSettings", "LabelerSettings", "Settings", "SettingsError", "load_settings"]
+__all__ = ["FhirSettings", "HL7Settings", "IdentifierSystem", "KafkaSettings", "LabelerSettings", "Settings", "SettingsError", "load_settings"]

@@ -42,15 +42,17 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="YAML settin
 
 
 _FLAG_NAMES = {("labeler", "kind"): "option --labeler", ("labeler", "model"): "option --model",
-               ("labeler", "endpoint"): "option --endpoint", ("labeler", "api"): "option --api"}
+               ("labeler", "endpoint"): "option --endpoint", ("labeler", "api"): "option --api",
+               ("fhir", "profile"): "option --profile"}
 
 
 def command_settings(
-    labeler: str | None, model: Path | None, endpoint: str | None, api: str | None, config: Path | None = None
+    labeler: str | None, model: Path | None, endpoint: str | None, api: str | None, config: Path | None = None,
+    *, profile: str | None = None,
 ) -> Settings:
     """Flags > RADLABEL_* env > settings file > defaults, key by key: an option not given overrides nothing."""
     flags = {"kind": labeler, "model": str(model) if model is not None else None, "endpoint": endpoint, "api": api}
-    settings = load_settings(config, flag_names=_FLAG_NAMES, labeler=flags)
+    settings = load_settings(config, flag_names=_FLAG_NAMES, labeler=flags, fhir={"profile": profile})
     if settings.labeler.kind == "rules" and (endpoint is not None or model is not None):
         # Never label with the rules when the user pointed at a model: that would look like the model's output.
         given = "--endpoint" if endpoint is not None else "--model"

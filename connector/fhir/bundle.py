@@ -7,14 +7,19 @@ a second category "machine-label", Observation.device -> the labeler Device (det
 version and model), and the evidence the labeler read in Observation.note. Provenance.recorded is the labeling time
 the caller passes (the Kafka record timestamp in `run`, MSH-7 in `convert`), never the wall clock.
 
-Retiring findings (docs/HL7_FHIR.md): every one of the 14 observations has a fixed id per report
-(UUIDv5 of facility|accession|observation) and every bundle PUTs all 14. A labeled observation carries its
-presence qualifier and the report's status; a blank one is PUT with status "entered-in-error" and no value.
-After any version of a report is applied, the server therefore holds exactly that version's labels as the
-Observations that are not entered-in-error (and DiagnosticReport.result lists exactly those), whatever came
-before, with no state in the connector. DELETE was rejected: deleting a resource that never existed is a 404
-that aborts the whole transaction on Medplum, and conditional DELETE forces its serialisable path, limited to
-8 entries per transaction.
+A bundle is the complete set of one report version's findings (docs/HL7_FHIR.md "The record is the complete set of
+a version's findings"): only the findings the version asserts (positive, negative, uncertain) become Observations,
+each PUT with its fixed id per report (UUIDv5 of facility|accession|observation), so a replay overwrites. What the
+bundle does not contain is no longer asserted. Retiring an earlier version's findings needs the server's state, so
+it happens where that state is (`radlabel sink`); every Observation and the Provenance carry what that needs: the
+report's accession identifier, a label identifier per report and observation, and the version facts (result
+status, result time, message time) in the report-version extension. Earlier designs PUT all 14 observations, blanks
+as entered-in-error placeholders, so that the server held exactly the latest labels without connector state; that
+left ten junk resources per report on the server (issue 17), and is gone.
+
+Output profiles (connector/fhir/identifiers.py): ``standalone`` writes Patient and DiagnosticReport itself;
+``enrich`` references the hospital's own by identifier (conditional references), or conditionally creates minimal
+placeholders when the site asks.
 """
 
 from __future__ import annotations
@@ -30,21 +35,47 @@ from mappings.labels import LabelSet
 from mappings.terminology import LOCAL_SYSTEM, PRESENCE_QUALIFIER, SNOMED_SYSTEM, finding_codes
 from mappings.vocabulary import OBSERVATIONS, Certainty
 
+from connector.fhir.identifiers import (
+    ACCESSION_SYSTEM_PREFIX,
+    AUTHORITY_SYSTEM_PREFIX,
+    STANDALONE,
+    OutputProfile,
+    ResolvedIdentifiers,
+    resolve_identifiers,
+    search_value,
+)
 from connector.hl7.models import Report, mint_id
 
 LOINC_SYSTEM = "http://loinc.org"
+CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 LABELER_SYSTEM = "urn:radlabel:labeler"
-ACCESSION_SYSTEM_PREFIX = "urn:radlabel:accession:"
-AUTHORITY_SYSTEM_PREFIX = "urn:radlabel:assigning-authority:"
 PROCEDURE_SYSTEM_PREFIX = "urn:radlabel:procedure-code:"
+# Observation.identifier[0]: one per report and observation ("<report id>:<local code>"), so a consumer can name a
+# label without our ids; identifier[1] is the report's accession identifier (the sink's search key).
+LABEL_IDENTIFIER_SYSTEM = "urn:radlabel:label"
+# The version facts a consumer orders versions by (docs/HL7_FHIR.md): status P|F|C|X, result time, message time.
+REPORT_VERSION_EXTENSION = "urn:radlabel:extension:report-version"
+# meta.tag on the placeholders enrich may conditionally create, so a site can find and merge them.
+PLACEHOLDER_TAG = {"system": "urn:radlabel:codesystem:tag", "code": "placeholder",
+                   "display": "Minimal placeholder created by radlabel; the site's own feed owns this record"}
 
+__all__ = ["ACCESSION_SYSTEM_PREFIX", "AUTHORITY_SYSTEM_PREFIX", "OutputProfile", "build_bundle",
+           "build_bundle_shared", "bundle_bytes", "bundle_id", "labeling_time"]
+
+# HL7 v2 coding systems (table 0396 and the names feeds use) with a standard FHIR system URI; others stay local.
+_CODE_SYSTEMS = {
+    "LN": LOINC_SYSTEM, "LOINC": LOINC_SYSTEM,
+    "C4": CPT_SYSTEM, "C5": CPT_SYSTEM, "CPT": CPT_SYSTEM, "CPT4": CPT_SYSTEM, "CPT-4": CPT_SYSTEM,
+    "SCT": SNOMED_SYSTEM, "SNOMEDCT": SNOMED_SYSTEM,
+}
 _FHIR_STATUS = {"P": "preliminary", "F": "final", "C": "corrected", "X": "cancelled"}
 # A machine label is never a clinician-verified result: "preliminary" ("data may be incomplete or unverified")
-# whatever the report's own status (which DiagnosticReport.status carries); "cancelled" when the report is.
-_LABEL_STATUS = {"P": "preliminary", "F": "preliminary", "C": "preliminary", "X": "cancelled"}
+# whatever the report's own status (which DiagnosticReport.status carries). A cancelled report has no labels.
+_LABEL_STATUS = "preliminary"
+_ACSN_TYPE = {"coding": [{"system": V2_0203, "code": "ACSN"}]}
 _IMAGING_CATEGORY = {"coding": [{"system": OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}]}
 RADLABEL_CATEGORY_SYSTEM = "urn:radlabel:codesystem:observation-category"
 _MACHINE_CATEGORY = {
@@ -57,6 +88,7 @@ _MACHINE_CATEGORY = {
     ]
 }
 _CATEGORIES = [_IMAGING_CATEGORY, _MACHINE_CATEGORY]
+_RAD_CATEGORY = [{"coding": [{"system": V2_0074, "code": "RAD", "display": "Radiology"}]}]
 # HL7 AI Transparency on FHIR: "Artificial Intelligence asserted" security label, and the AI Device vocabulary.
 V3_OBSERVATION_VALUE = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 _AI_META = {"security": [{"system": V3_OBSERVATION_VALUE, "code": "AIAST", "display": "Artificial Intelligence asserted"}]}
@@ -80,10 +112,12 @@ def bundle_id(report: Report) -> str:
     return report.bundle_id
 
 
-def build_bundle(report: Report, labels: LabelSet, *, recorded: datetime | None = None) -> dict:
+def build_bundle(report: Report, labels: LabelSet, *, recorded: datetime | None = None,
+                 profile: OutputProfile = STANDALONE) -> dict:
     """The transaction Bundle for one report version (unvalidated; see connector.fhir.validate). A dict of its own:
-    the caller may change it. ``recorded``: when the labeling happened (see :func:`labeling_time`)."""
-    return orjson.loads(orjson.dumps(build_bundle_shared(report, labels, recorded=recorded)))
+    the caller may change it. ``recorded``: when the labeling happened (see :func:`labeling_time`). Raises
+    :class:`connector.fhir.identifiers.Unpublishable` (no patient identifier; an authority a strict site lacks)."""
+    return orjson.loads(orjson.dumps(build_bundle_shared(report, labels, recorded=recorded, profile=profile)))
 
 
 def labeling_time(report: Report, recorded: datetime | None) -> str:
@@ -93,36 +127,73 @@ def labeling_time(report: Report, recorded: datetime | None) -> str:
     return when.isoformat() if when else _NO_TIME
 
 
-def build_bundle_shared(report: Report, labels: LabelSet, *, recorded: datetime | None = None) -> dict:
+def report_version_extension(report: Report) -> dict:
+    """The version facts of this report version: OBR-25 status, OBR-22 result time, MSH-7 message time."""
+    facts: list[dict] = [{"url": "status", "valueCode": report.status}]
+    if report.report_time:
+        facts.append({"url": "resultTime", "valueDateTime": report.report_time.isoformat()})
+    if report.message_time:
+        facts.append({"url": "messageTime", "valueDateTime": report.message_time.isoformat()})
+    return {"url": REPORT_VERSION_EXTENSION, "extension": facts}
+
+
+def build_bundle_shared(report: Report, labels: LabelSet, *, recorded: datetime | None = None,
+                        profile: OutputProfile = STANDALONE, ids: ResolvedIdentifiers | None = None) -> dict:
     """:func:`build_bundle` without the copy: constant parts (codes, categories, the labeler method) are objects
     shared with other bundles, and parts repeat inside the bundle. For validating and serialising right away;
-    never mutate it."""
-    patient_ref = {"reference": f"Patient/{report.patient_id}"}
-    report_ref = {"reference": f"DiagnosticReport/{report.diagnostic_report_id}"}
+    never mutate it. ``ids``: the report's identifiers already resolved under ``profile``."""
+    ids = ids or resolve_identifiers(report, profile)
+    report_id = report.diagnostic_report_id
+    patient_id = mint_id("Patient", "|".join(ids.primary))
+    acc_system, accession = ids.accession
+    accession_identifier = {"type": _ACSN_TYPE, "system": acc_system, "value": accession}
     effective = report.observation_time.isoformat() if report.observation_time else None
-    # A cancelled report carries no findings: all of them are retired.
-    present = {} if report.status == "X" else labels.labels
+    version = [report_version_extension(report)]
+
+    entries: list[dict] = []
+    if profile.kind == "standalone":
+        patient_ref = {"reference": f"Patient/{patient_id}"}
+        report_ref = {"reference": f"DiagnosticReport/{report_id}"}
+    elif profile.placeholders:
+        # Conditional create: the server creates these only when no resource has the identifier, and resolves the
+        # fullUrl to the existing one otherwise, so references to the fullUrl point at the hospital's own record.
+        patient_ref = {"reference": f"urn:uuid:{patient_id}"}
+        report_ref = {"reference": f"urn:uuid:{report_id}"}
+        patient_search = search_value(*ids.primary)
+        entries.append(_post_if_none(patient_id, {
+            "resourceType": "Patient", "meta": {"tag": [PLACEHOLDER_TAG]},
+            "identifier": [{"system": ids.primary[0], "value": ids.primary[1]}],
+        }, f"identifier={patient_search}"))
+        placeholder = _diagnostic_report(report, patient_ref, effective, [], accession_identifier, full=False)
+        del placeholder["id"]
+        placeholder["meta"] = {"tag": [PLACEHOLDER_TAG]}
+        entries.append(_post_if_none(report_id, placeholder, f"identifier={search_value(acc_system, accession)}"))
+    else:
+        patient_ref = {"reference": f"Patient?identifier={search_value(*ids.primary)}"}
+        report_ref = {"reference": f"DiagnosticReport?identifier={search_value(acc_system, accession)}"}
 
     device = _device(labels.labeler.name, labels.labeler.version, labels.labeler.model)
-    quotes: dict[tuple[int, int], str] = {}  # evidence sentences are shared by findings: quote each once
     device_ref = {"reference": f"Device/{device['id']}"}
-    entries: list[dict] = [_put(_patient(report)), _put(device)]
+    if profile.kind == "standalone":
+        entries.append(_put(_patient(report, patient_id, ids)))
+    entries.append(_put(device))
+    # A cancelled report carries no findings.
+    present = {} if report.status == "X" else labels.labels
     observation_entries: list[dict] = []
     results: list[dict] = []
-    for name, obs_id in zip(OBSERVATIONS, report.observation_ids(OBSERVATIONS)):
-        certainty = present.get(name)
-        if certainty is None:
-            observation_entries.append(
-                _put(_retired_observation(report, labels, name, obs_id, patient_ref, report_ref, device_ref))
-            )
-            continue
+    quotes: dict[tuple[int, int], str] = {}  # evidence sentences are shared by findings: quote each once
+    names = [name for name in OBSERVATIONS if name in present]
+    for name, obs_id in zip(names, report.observation_ids(tuple(names))):
         results.append({"reference": f"Observation/{obs_id}"})
-        observation = _observation(report, labels, name, obs_id, certainty, patient_ref, report_ref, effective,
-                                   device_ref, quotes)
+        observation = _observation(report, labels, name, obs_id, present[name], patient_ref, report_ref, effective,
+                                   device_ref, quotes, [_label_identifier(report_id, name), accession_identifier],
+                                   version)
         observation_entries.append(_put(observation))
-    entries.append(_put(_diagnostic_report(report, patient_ref, effective, results)))
+    if profile.kind == "standalone":
+        entries.append(_put(_diagnostic_report(report, patient_ref, effective, results, accession_identifier)))
     entries.extend(observation_entries)
-    entries.append(_put(_provenance(report, labels, report_ref, results, device_ref, labeling_time(report, recorded))))
+    entries.append(_put(_provenance(report, labels, report_ref, results, device_ref, labeling_time(report, recorded),
+                                    version)))
 
     bundle: dict = {"resourceType": "Bundle", "id": report.bundle_id, "type": "transaction"}
     if report.report_time:
@@ -155,24 +226,37 @@ def _put(resource: dict) -> dict:
     }
 
 
-def _patient(report: Report) -> dict:
+def _post_if_none(resource_id: str, resource: dict, condition: str) -> dict:
+    return {
+        "fullUrl": f"urn:uuid:{resource_id}",
+        "resource": resource,
+        "request": {"method": "POST", "url": resource["resourceType"], "ifNoneExist": condition},
+    }
+
+
+def _label_identifier(report_id: str, name: str) -> dict:
+    return {"system": LABEL_IDENTIFIER_SYSTEM, "value": f"{report_id}:{_local_code(name)}"}
+
+
+@lru_cache(maxsize=None)
+def _local_code(name: str) -> str:
+    return finding_codes()[name].local_code
+
+
+def _patient(report: Report, patient_id: str, ids: ResolvedIdentifiers) -> dict:
     patient = report.patient
-    resource: dict = {"resourceType": "Patient", "id": report.patient_id}
+    resource: dict = {"resourceType": "Patient", "id": patient_id}
     identifiers = []
-    for ident in patient.identifiers:
+    for system, value, type_code, assigner in ids.patient:
         entry: dict = {}
-        if ident.type_code:
-            entry["type"] = {"coding": [{"system": V2_0203, "code": ident.type_code}]}
-        if ident.authority_oid:
-            entry["system"] = f"urn:oid:{ident.authority_oid}"
-        elif ident.authority:
-            entry["system"] = AUTHORITY_SYSTEM_PREFIX + quote(ident.authority, safe="")
-        entry["value"] = ident.value
-        if ident.authority:
-            entry["assigner"] = {"display": ident.authority}
+        if type_code:
+            entry["type"] = {"coding": [{"system": V2_0203, "code": type_code}]}
+        entry["system"] = system
+        entry["value"] = value
+        if assigner:
+            entry["assigner"] = {"display": assigner}
         identifiers.append(entry)
-    if identifiers:
-        resource["identifier"] = identifiers
+    resource["identifier"] = identifiers
     if patient.family or patient.given:
         name: dict = {}
         if patient.family:
@@ -193,10 +277,8 @@ def _report_code(report: Report) -> dict:
         if report.procedure_display:
             concept["text"] = report.procedure_display
         return concept
-    system = (
-        LOINC_SYSTEM
-        if (report.procedure_system or "").upper() in ("LN", "LOINC")
-        else PROCEDURE_SYSTEM_PREFIX + quote(report.procedure_system or report.sending_facility or "local", safe="")
+    system = _CODE_SYSTEMS.get((report.procedure_system or "").strip().upper()) or (
+        PROCEDURE_SYSTEM_PREFIX + quote(report.procedure_system or report.sending_facility or "local", safe="")
     )
     coding: dict = {"system": system, "code": report.procedure_code}
     if report.procedure_display:
@@ -207,19 +289,16 @@ def _report_code(report: Report) -> dict:
     return concept
 
 
-def _diagnostic_report(report: Report, patient_ref: dict, effective: str | None, results: list[dict]) -> dict:
+def _diagnostic_report(report: Report, patient_ref: dict, effective: str | None, results: list[dict],
+                       accession_identifier: dict, *, full: bool = True) -> dict:
+    """The report (standalone), or with ``full=False`` the minimal placeholder enrich may conditionally create:
+    identifier, status, category, code, subject, times; no results, conclusion or text."""
     resource: dict = {
         "resourceType": "DiagnosticReport",
         "id": report.diagnostic_report_id,
-        "identifier": [
-            {
-                "type": {"coding": [{"system": V2_0203, "code": "ACSN"}]},
-                "system": ACCESSION_SYSTEM_PREFIX + quote(report.sending_facility or "local", safe=""),
-                "value": report.accession,
-            }
-        ],
+        "identifier": [accession_identifier],
         "status": _FHIR_STATUS[report.status],
-        "category": [{"coding": [{"system": V2_0074, "code": "RAD", "display": "Radiology"}]}],
+        "category": _RAD_CATEGORY,
         "code": _report_code(report),
         "subject": patient_ref,
     }
@@ -227,6 +306,8 @@ def _diagnostic_report(report: Report, patient_ref: dict, effective: str | None,
         resource["effectiveDateTime"] = effective
     if report.report_time:
         resource["issued"] = report.report_time.isoformat()
+    if not full:
+        return resource
     if results:
         resource["result"] = results
     impression = report.sections.get("impression")
@@ -279,12 +360,16 @@ def _observation(
     effective: str | None,
     device_ref: dict,
     quotes: dict[tuple[int, int], str],
+    identifiers: list[dict],
+    version: list[dict],
 ) -> dict:
     resource: dict = {
         "resourceType": "Observation",
         "id": obs_id,
         "meta": _AI_META,
-        "status": _LABEL_STATUS[report.status],
+        "extension": version,
+        "identifier": identifiers,
+        "status": _LABEL_STATUS,
         "category": _CATEGORIES,
         "code": _observation_code(name),
         "subject": patient_ref,
@@ -371,30 +456,12 @@ def _value(certainty: Certainty) -> dict:
     }
 
 
-def _retired_observation(
-    report: Report, labels: LabelSet, name: str, obs_id: str, patient_ref: dict, report_ref: dict, device_ref: dict
-) -> dict:
-    """A finding this version of the report does not mention: withdrawn, so a finding an earlier version
-    asserted does not survive a correction."""
-    return {
-        "resourceType": "Observation",
-        "id": obs_id,
-        "meta": _AI_META,
-        "status": "entered-in-error",
-        "category": _CATEGORIES,
-        "code": _observation_code(name),
-        "subject": patient_ref,
-        "method": _labeler_method(labels),
-        "device": device_ref,
-        "derivedFrom": [report_ref],
-    }
-
-
 def _provenance(report: Report, labels: LabelSet, report_ref: dict, results: list[dict], device_ref: dict,
-                recorded: str) -> dict:
+                recorded: str, version: list[dict]) -> dict:
     return {
         "resourceType": "Provenance",
         "id": report.provenance_id,
+        "extension": version,
         "target": [report_ref, *results],
         "recorded": recorded,
         "activity": {

@@ -1,7 +1,7 @@
 """Validate bundles with fhir.resources (R4B models: the R4 resources used here are unchanged in R4B). An invalid
 resource is a bug in bundle.py, never the sender's fault, so it raises.
 
-Hot path (docs/HL7_FHIR.md): full pydantic validation of the 17 resources of a bundle costs ~1-2 ms, more than
+Hot path (docs/HL7_FHIR.md): full pydantic validation of the resources of a bundle (up to 18) costs ~1-2 ms, more than
 parsing the message. But fhir.resources' verdict on a resource is a conjunction: its structure (which elements,
 how many, required and choice elements present: all presence checks) and each primitive value against its FHIR
 type. No validator in these models compares one value with another. So each resource is split into a *skeleton*
@@ -34,7 +34,7 @@ class InvalidResource(Exception):
 # Everything else in a resource comes from small fixed sets and is part of its skeleton. "*" = every list item.
 _VARIABLE_PATHS: dict[str, tuple[str, ...]] = {
     "Bundle": ("id", "timestamp"),
-    "BundleEntry": ("fullUrl", "request.url"),
+    "BundleEntry": ("fullUrl", "request.url", "request.ifNoneExist"),
     "Patient": (
         "id",
         "identifier.*.value",
@@ -60,8 +60,19 @@ _VARIABLE_PATHS: dict[str, tuple[str, ...]] = {
         "conclusion",
         "presentedForm.*.data",
     ),
-    "Observation": ("id", "subject.reference", "effectiveDateTime", "issued", "derivedFrom.*.reference", "note.*.text"),
-    "Provenance": ("id", "target.*.reference", "recorded", "entity.*.what.reference"),
+    "Observation": (
+        "id",
+        "extension.*.extension.*.valueDateTime",  # the report-version facts
+        "identifier.*.system",  # the accession's system is the site's (fhir.accession_identifier_systems)
+        "identifier.*.value",
+        "subject.reference",
+        "effectiveDateTime",
+        "issued",
+        "derivedFrom.*.reference",
+        "note.*.text",
+    ),
+    "Provenance": ("id", "extension.*.extension.*.valueDateTime", "target.*.reference", "recorded",
+                   "entity.*.what.reference"),
     "Device": (),
 }
 

@@ -46,6 +46,19 @@ def _uuid_text(sha1: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+class Authority(BaseModel):
+    """An HL7 HD (hierarchic designator): an assigning authority (CX-4, EI-2..4) or a facility (MSH-4). The same
+    authority may arrive as its namespace id, its universal id, or both (connector/fhir/identifiers.py)."""
+
+    model_config = ConfigDict(frozen=True)
+    namespace: str | None = None  # HD-1, e.g. "DEMOHOSP"
+    universal_id: str | None = None  # HD-2, e.g. an OID
+    universal_id_type: str | None = None  # HD-3, e.g. "ISO", "UUID", "DNS"
+
+    def __bool__(self) -> bool:
+        return bool(self.namespace or self.universal_id)
+
+
 class Identifier(BaseModel):
     """One PID-3 repetition (CX)."""
 
@@ -54,6 +67,13 @@ class Identifier(BaseModel):
     authority: str | None = None  # CX-4.1 namespace id, e.g. "ABC"
     authority_oid: str | None = None  # CX-4.2 universal id when CX-4.3 is ISO
     type_code: str | None = None  # CX-5, e.g. "MR"
+    authority_universal_id: str | None = None  # CX-4.2 whatever its type
+    authority_universal_id_type: str | None = None  # CX-4.3
+
+    @property
+    def assigning_authority(self) -> Authority:
+        return Authority(namespace=self.authority, universal_id=self.authority_universal_id or self.authority_oid,
+                         universal_id_type=self.authority_universal_id_type or ("ISO" if self.authority_oid else None))
 
 
 class Patient(BaseModel):
@@ -64,14 +84,6 @@ class Patient(BaseModel):
     birth_date: date | None = None
     sex: str | None = None  # HL7 table 0001 code as sent (M, F, O, U, A, N)
 
-    @property
-    def key(self) -> str | None:
-        """Stable patient key from the first identifier (authority|value), None without one."""
-        if not self.identifiers:
-            return None
-        first = self.identifiers[0]
-        return f"{first.authority_oid or first.authority or ''}|{first.value}"
-
 
 class Report(BaseModel):
     """One radiology report: one OBR group of an ORU^R01 message."""
@@ -80,10 +92,14 @@ class Report(BaseModel):
     message_control_id: str
     hl7_version: str
     sending_facility: str
+    # MSH-4 as a whole (namespace, universal id, type): the authority of identifiers that name none of their own.
+    facility_authority: Authority | None = None
     obr_index: int = Field(ge=1)  # 1-based position of the OBR in its message
     accession: str  # OBR-3 filler number, else OBR-2 placer number
     placer: str | None = None
     filler: str | None = None
+    # EI-2..4 of the order number the accession came from (OBR-3, else OBR-2): who assigned it, when sent.
+    accession_authority: Authority | None = None
     procedure_code: str | None = None
     procedure_display: str | None = None
     procedure_system: str | None = None
@@ -109,11 +125,6 @@ class Report(BaseModel):
     def version_key(self) -> str:
         """Identifies this version of the report (one message, one OBR)."""
         return f"{self.accession_key}|{self.message_control_id}|{self.obr_index}"
-
-    @property
-    def patient_id(self) -> str:
-        key = self.patient.key
-        return mint_id("Patient", key) if key else mint_id("Patient", "accession", self.accession_key)
 
     @property
     def diagnostic_report_id(self) -> str:

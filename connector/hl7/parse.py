@@ -23,7 +23,7 @@ from connector.hl7.errors import MessageRejected
 from connector.hl7.escapes import check_escapes
 from connector.hl7.framing import unframe
 from connector.hl7.limits import DEFAULT_LIMITS, ParseLimits
-from connector.hl7.models import SECTION_NAMES, Identifier, Patient, Report, ReportStatus
+from connector.hl7.models import SECTION_NAMES, Authority, Identifier, Patient, Report, ReportStatus
 
 # python-hl7 logs the whole field value when it meets an unknown or broken escape sequence: that would put report
 # text (PHI) into logs. The escape is dropped either way, so its log lines carry nothing we need. Its loggers are
@@ -198,7 +198,7 @@ def _message_reports(message: hl7.Message, msh: hl7.Segment, truncated: bool, de
     control_id = _get(msh, 10)
     facility = _facility(msh)
     message_time = _timestamp(_get(msh, 7), default_tz)
-    return _reports(message, control_id, version, facility, message_time, default_tz)
+    return _reports(message, control_id, version, (facility, _facility_hd(msh)), message_time, default_tz)
 
 
 def _facility(msh: hl7.Segment) -> str:
@@ -211,6 +211,19 @@ def _order_numbers(obr: hl7.Segment) -> tuple[str | None, str | None, str | None
     placer = _get(obr, 2, c=1) or None
     filler = _get(obr, 3, c=1) or None
     return placer, filler, filler or placer
+
+
+def _hd(segment: hl7.Segment, field: int, first: int) -> Authority | None:
+    """An HD held in components ``first``..``first + 2`` of a field (EI-2..4), or None when it is empty."""
+    hd = Authority(namespace=_get(segment, field, c=first) or None, universal_id=_get(segment, field, c=first + 1)
+                   or None, universal_id_type=_get(segment, field, c=first + 2).upper() or None)
+    return hd if hd else None
+
+
+def _facility_hd(msh: hl7.Segment) -> Authority | None:
+    hd = Authority(namespace=_get(msh, 4, c=1) or None, universal_id=_get(msh, 4, c=2) or None,
+                   universal_id_type=_get(msh, 4, c=3).upper() or None)
+    return hd if hd else None
 
 
 # accession_key reads only these: the facility and the first OBR's order numbers.
@@ -393,7 +406,7 @@ def _reports(
     message: hl7.Message,
     control_id: str,
     version: str,
-    facility: str,
+    facility: tuple[str, Authority | None],
     message_time: datetime | None,
     default_tz: tzinfo,
 ) -> list[Report]:
@@ -430,7 +443,7 @@ def _report(
     obxs: list[hl7.Segment],
     control_id: str,
     version: str,
-    facility: str,
+    facility: tuple[str, Authority | None],  # (Report.sending_facility, MSH-4 as an HD)
     message_time: datetime | None,
     default_tz: tzinfo,
 ) -> Report:
@@ -450,7 +463,9 @@ def _report(
     return Report(
         message_control_id=control_id,
         hl7_version=version,
-        sending_facility=facility,
+        sending_facility=facility[0],
+        facility_authority=facility[1],
+        accession_authority=_hd(obr, 3 if filler else 2, 2),
         obr_index=index,
         accession=accession,
         placer=placer,
@@ -561,13 +576,17 @@ def _patient(pid: hl7.Segment) -> Patient:
         value = _get(pid, 3, r=rep, c=1)
         if not value:
             continue
-        oid = _get(pid, 3, r=rep, c=4, s=2) if _get(pid, 3, r=rep, c=4, s=3).upper() == "ISO" else ""
+        universal_id = _get(pid, 3, r=rep, c=4, s=2)
+        universal_id_type = _get(pid, 3, r=rep, c=4, s=3).upper()
+        oid = universal_id if universal_id_type == "ISO" else ""
         identifiers.append(
             Identifier(
                 value=value,
                 authority=_get(pid, 3, r=rep, c=4, s=1) or None,
                 authority_oid=oid or None,
                 type_code=_get(pid, 3, r=rep, c=5) or None,
+                authority_universal_id=universal_id or None,
+                authority_universal_id_type=universal_id_type or None,
             )
         )
     given = tuple(g for g in (_get(pid, 5, c=2), _get(pid, 5, c=3)) if g)

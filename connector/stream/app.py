@@ -86,7 +86,8 @@ class StreamApp(ConsumeLoop):
         return ok
 
     async def act(self, inputs: list[InputRecord]) -> None:
-        outcomes = await process_batch(inputs, self.batch_labeler, self.kafka, self.settings.hl7, self.scope_rules)
+        outcomes = await process_batch(inputs, self.batch_labeler, self.kafka, self.settings.hl7, self.scope_rules,
+                                       fhir=self.settings.fhir)
         await self._publish(outcomes)
 
     async def _publish(self, outcomes: Sequence[Outcome]) -> None:
@@ -112,5 +113,7 @@ class StreamApp(ConsumeLoop):
                             partition=outcome.record.partition, offset=outcome.record.offset)
             for reason in outcome.skipped:
                 self.metrics.skipped.labels(reason).inc()
+            for kind in outcome.identifier_fallbacks:
+                self.metrics.identifier_fallback.labels(kind).inc()
             if outcome.record.timestamp_ms:
                 self.metrics.end_to_end.observe(max(0.0, now - outcome.record.timestamp_ms / 1000))

@@ -19,7 +19,7 @@ from typing import Any
 
 from mappings.terminology import LOCAL_SYSTEM, PRESENCE_QUALIFIER
 
-from connector.settings import KafkaSettings, Settings
+from connector.settings import FhirSettings, KafkaSettings, Settings
 
 _CERTAINTY_MARK = {code: mark for (code, _), mark in zip(PRESENCE_QUALIFIER.values(), ("+", "-", "?"))}
 
@@ -90,7 +90,8 @@ async def run_demo(out_dir: Path, samples_dir: Path | None, timeout_s: float,
         echo(f"broker: Tansu on {broker.bootstrap_servers}; topics {kafka.input_topic} -> {kafka.output_topic} "
              f"(dead letters: {kafka.dead_letter_topic})")
         labeler = RuleLabeler()
-        app = StreamApp(Settings(kafka=kafka), labeler, http_port=-1)
+        # standalone: the demo has no hospital FHIR server whose Patients and reports the bundles could reference.
+        app = StreamApp(Settings(kafka=kafka, fhir=FhirSettings(profile="standalone")), labeler, http_port=-1)
         connector = asyncio.create_task(app.run())
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all")
         reader = AIOKafkaConsumer(kafka.output_topic, kafka.dead_letter_topic,

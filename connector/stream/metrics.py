@@ -24,6 +24,11 @@ class Metrics:
         self.skipped = Counter("radlabel_skipped", "Reports (or whole records) that publish nothing, by reason: out of study scope "
                                "(excluded:*), text that asserts nothing (non-diagnostic:*), non-ORU by configuration", ["reason"],
                                registry=r)
+        # An assigning authority no fhir.*_identifier_systems rule names: the identifier got the fallback system
+        # (docs/HL7_FHIR.md "Identifier systems"); the site should map it. kind: patient | accession.
+        self.identifier_fallback = Counter("radlabel_identifier_fallback", "Published reports whose patient or "
+                                           "accession identifier got the fallback system (unmapped assigning "
+                                           "authority)", ["kind"], registry=r)
         self.fallback = Counter("radlabel_fallback_used", "Reports labeled by the rule fallback", registry=r)
         self.labeler_unavailable = Counter("radlabel_labeler_unavailable",
                                            "Labeler calls that failed transiently (before retry)", registry=r)

@@ -15,7 +15,7 @@ from mappings.labels import AnswerInvalid, Labeler, LabelerError, LabelSet, Repo
 from mappings.scope import ScopeRules
 
 from connector import pipeline
-from connector.settings import HL7Settings, KafkaSettings
+from connector.settings import FhirSettings, HL7Settings, KafkaSettings
 from connector.stream import dlq
 from connector.stream.dlq import DeadLetter, SourceCoords
 
@@ -67,6 +67,9 @@ class Outcome:
     # ("excluded:mr", "non-diagnostic:pending"). Committed like everything else.
     skipped: list[str] = field(default_factory=list)
     labels: list[LabelSet] = field(default_factory=list)
+    # "patient" / "accession", once per published report whose identifier got a fallback system (no site rule named
+    # its assigning authority): radlabel_identifier_fallback{kind}.
+    identifier_fallbacks: list[str] = field(default_factory=list)
 
 
 def _reject(record: InputRecord, reason: str, detail: str) -> DeadLetter:
@@ -99,17 +102,19 @@ def parse_record(record: InputRecord, settings: KafkaSettings,
     return reports
 
 
-def output_headers(record: InputRecord, report: pipeline.Report, labels: LabelSet,
-                   bundle_id: str) -> list[tuple[str, bytes]]:
-    info = labels.labeler
+def output_headers(record: InputRecord, report: pipeline.Report, item: pipeline.Converted) -> list[tuple[str, bytes]]:
+    """Headers of one output record: where it came from, who labeled it, and the report version's facts
+    (report-id, report-status, report-time, message-time, fhir-profile; docs/HL7_FHIR.md "Output record")."""
+    info = item.labels.labeler
     headers = [
         ("content-type", CONTENT_TYPE_FHIR),
         ("hl7-message-control-id", str(report.message_control_id or "").encode()),
         *record.source.headers(),
-        ("bundle-id", bundle_id.encode()),
+        ("bundle-id", item.bundle_id.encode()),
         ("labeler", info.name.encode()),
         ("labeler-version", info.version.encode()),
-        ("fallback", b"true" if labels.fallback else b"false"),
+        ("fallback", b"true" if item.labels.fallback else b"false"),
+        *pipeline.version_headers(item),
     ]
     if info.model:
         headers.append(("model", info.model.encode()))
@@ -125,7 +130,8 @@ def _label_error_reason(error: LabelerError) -> str:
 
 
 def build_outputs(record: InputRecord, reports: Sequence[pipeline.Report],
-                  results: Sequence[LabelSet | LabelerError | pipeline.Skip]) -> Outcome:
+                  results: Sequence[LabelSet | LabelerError | pipeline.Skip],
+                  profile: pipeline.OutputProfile = pipeline.STANDALONE) -> Outcome:
     """All of a record's labeled reports become Bundles, or the whole record is dead-lettered: a message is never
     half-published, so replaying its dead letter cannot duplicate anything. Skipped reports publish nothing."""
     for result in results:
@@ -133,7 +139,9 @@ def build_outputs(record: InputRecord, reports: Sequence[pipeline.Report],
             return Outcome(record, dead_letter=_reject(record, _label_error_reason(result), type(result).__name__))
     try:
         converted = pipeline.convert_reports(list(reports), list(results),  # type: ignore[arg-type]
-                                             recorded=record.recorded)
+                                             recorded=record.recorded, profile=profile)
+    except pipeline.Unpublishable as exc:  # no patient identifier, or an authority a strict site has not mapped
+        return Outcome(record, dead_letter=_reject(record, exc.reason, exc.detail))
     except Exception as exc:  # noqa: BLE001 - as in parse_record: keep the bytes, keep the stream moving
         return Outcome(record, dead_letter=_reject(record, dlq.CONVERSION_ERROR, f"fhir: {type(exc).__name__}"))
     outcome = Outcome(record)
@@ -142,15 +150,22 @@ def build_outputs(record: InputRecord, reports: Sequence[pipeline.Report],
             outcome.skipped.append(item.reason)
             continue
         outcome.outputs.append(OutputRecord(key=item.key.encode(), value=item.bundle,
-                                            headers=output_headers(record, report, item.labels, item.bundle_id)))
+                                            headers=output_headers(record, report, item)))
         outcome.labels.append(item.labels)
+        outcome.identifier_fallbacks.extend(item.identifier_fallbacks)
     return outcome
+
+
+# `run` writes into a hospital's records: unless fhir.profile says otherwise, it references the Patient and
+# DiagnosticReport the site's own feeds wrote instead of writing its own (docs/HL7_FHIR.md "Output profiles").
+RUN_DEFAULT_PROFILE = "enrich"
 
 
 async def process_batch(records: Sequence[InputRecord], labeler: Labeler,
                         settings: KafkaSettings, hl7: HL7Settings | None = None,
-                        rules: ScopeRules | None = None) -> list[Outcome]:
+                        rules: ScopeRules | None = None, fhir: FhirSettings | None = None) -> list[Outcome]:
     """Outcomes in input order. Raises LabelerUnavailable (nothing published) when the labeler is down."""
+    profile = (fhir or FhirSettings()).output_profile(RUN_DEFAULT_PROFILE)
     parsed = [parse_record(record, settings, hl7) for record in records]
     reports = [report for item in parsed if not isinstance(item, Outcome) for report in item]
     # One labeler pass over every report of the batch (the offline pipeline's own rules: out-of-scope and
@@ -162,6 +177,6 @@ async def process_batch(records: Sequence[InputRecord], labeler: Labeler,
         if isinstance(item, Outcome):
             outcomes.append(item)
             continue
-        outcomes.append(build_outputs(record, item, results[cursor:cursor + len(item)]))
+        outcomes.append(build_outputs(record, item, results[cursor:cursor + len(item)], profile))
         cursor += len(item)
     return outcomes

@@ -18,6 +18,7 @@ from mappings.vocabulary import OBSERVATIONS
 import connector.hl7.parse as parse_module
 from connector.fhir import validate as validate_module
 from connector.fhir.bundle import build_bundle, build_bundle_shared, bundle_bytes
+from connector.fhir.identifiers import OutputProfile
 from connector.fhir.validate import BundleValidator, InvalidResource
 from connector.hl7.errors import MessageRejected
 from connector.hl7.framing import split_messages, unframe
@@ -159,16 +160,19 @@ def _verdict(check) -> str:
         return "invalid"
 
 
-def test_skeleton_validation_agrees_with_full_validation_at_every_variable_path():
+@pytest.mark.parametrize("profile", [OutputProfile(), OutputProfile(kind="enrich", placeholders=True)],
+                         ids=["standalone", "enrich-placeholders"])
+def test_skeleton_validation_agrees_with_full_validation_at_every_variable_path(profile):
     """Oracle: fhir.resources on the whole bundle. A warmed validator (every skeleton already cached) must give the
     same verdict for each bad value at each variable path of each resource type, and for structural changes."""
     report = parse_reports((FIXTURES / "v251_ft_escapes_crlf_bom.hl7").read_bytes())[0]
     labels = LabelSet(labels={"Edema": P, "Pneumonia": U, "Pneumothorax": N}, labeler=INFO)
     fast = BundleValidator()
-    base = build_bundle(report, labels)
+    base = build_bundle(report, labels, profile=profile)
     fast.validate(base)
     compared = invalid = 0
-    # Patient, Device, DR, 2 Observations, Provenance
+    # standalone: Patient, Device, DR, 2 Observations, Provenance; enrich with placeholders: the conditionally
+    # created Patient and DR (POST, ifNoneExist, no id), Device, 2 Observations, Provenance
     for index, entry in enumerate(base["entry"][:5] + base["entry"][-1:]):
         position = base["entry"].index(entry)
         resource_type = entry["resource"]["resourceType"]
@@ -202,6 +206,8 @@ def test_skeleton_validation_agrees_with_full_validation_at_every_variable_path(
         lambda b: b.__setitem__("id", "has space"),
         lambda b: b["entry"][2].__setitem__("fullUrl", 7),
         lambda b: b["entry"][2]["request"].__setitem__("url", None),
+        lambda b: b["entry"][0]["request"].__setitem__("ifNoneExist", 5),
+        lambda b: b["entry"][0]["request"].__setitem__("ifNoneExist", ""),
     ):
         bundle = json.loads(json.dumps(base))
         mutate(bundle)

@@ -60,8 +60,9 @@ def test_bundle_shape_and_codes():
     validate_bundle(bundle)
     assert bundle["type"] == "transaction"
     assert all(e["request"]["method"] == "PUT" for e in bundle["entry"])
+    # only the three asserted findings become Observations (no entered-in-error placeholders, issue 17)
     assert [e["resource"]["resourceType"] for e in bundle["entry"]] == (
-        ["Patient", "Device", "DiagnosticReport"] + ["Observation"] * 14 + ["Provenance"]
+        ["Patient", "Device", "DiagnosticReport"] + ["Observation"] * 3 + ["Provenance"]
     )
     for entry in bundle["entry"]:
         resource = entry["resource"]
@@ -72,11 +73,12 @@ def test_bundle_shape_and_codes():
     assert dr["conclusion"] == "Right lower lobe pneumonia."
     assert base64.b64decode(dr["presentedForm"][0]["data"]).decode() == report.text
     assert dr["identifier"][0]["value"] == "ACC20001"
-    assert dr["subject"]["reference"] == f"Patient/{report.patient_id}"
+    (patient,) = [e["resource"] for e in entries_by_type(bundle, "Patient")]
+    assert dr["subject"]["reference"] == f"Patient/{patient['id']}"
 
     observations = {e["resource"]["code"]["text"]: e["resource"] for e in entries_by_type(bundle, "Observation")}
-    assert list(observations) == list(OBSERVATIONS)
-    live = {name: obs for name, obs in observations.items() if obs["status"] != "entered-in-error"}
+    assert list(observations) == [name for name in OBSERVATIONS if name in labels.labels]
+    live = observations
     assert set(live) == {"Pneumonia", "Pleural Effusion", "Lung Lesion"}
     assert sorted(r["reference"] for r in dr["result"]) == sorted(f"Observation/{o['id']}" for o in live.values())
     qualifier = {name: obs["valueCodeableConcept"]["coding"][0]["code"] for name, obs in live.items()}
@@ -93,12 +95,20 @@ def test_bundle_shape_and_codes():
         assert obs["method"]["text"] == "radlabel rules labeler 1.0.0"
         assert [c["coding"][0]["code"] for c in obs["category"]] == ["imaging", "machine-label"]
         assert obs["device"] == {"reference": f"Device/{device['id']}"}
-    for obs in observations.values():  # retired ones are machine-made records too
+    version = {"url": "urn:radlabel:extension:report-version", "extension": [
+        {"url": "status", "valueCode": "F"},
+        {"url": "resultTime", "valueDateTime": report.report_time.isoformat()},
+        {"url": "messageTime", "valueDateTime": report.message_time.isoformat()}]}
+    for name, obs in observations.items():
         assert obs["meta"]["security"] == [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
                                             "code": "AIAST", "display": "Artificial Intelligence asserted"}]
-    for name, obs in observations.items():
-        if name not in live:
-            assert "valueCodeableConcept" not in obs
+        # what a consumer retires by: a label identifier per report and observation, the accession identifier
+        # exactly as the DiagnosticReport carries it, and the version facts
+        local = next(c["code"] for c in obs["code"]["coding"] if c["system"] == LOCAL_SYSTEM)
+        assert obs["identifier"] == [{"system": "urn:radlabel:label", "value": f"{dr['id']}:{local}"},
+                                     dr["identifier"][0]]
+        assert obs["extension"] == [version]
+        assert obs["issued"] == report.report_time.isoformat()
 
     (prov,) = [e["resource"] for e in entries_by_type(bundle, "Provenance")]
     assert "1.0.0" in prov["agent"][0]["who"]["display"]
@@ -107,6 +117,7 @@ def test_bundle_shape_and_codes():
     assert {t["reference"] for t in prov["target"]} == {f"DiagnosticReport/{dr['id']}"} | {
         f"Observation/{o['id']}" for o in live.values()
     }
+    assert prov["extension"] == [version]
 
 
 def test_fallback_and_model_are_named_in_the_method():
@@ -118,14 +129,19 @@ def test_fallback_and_model_are_named_in_the_method():
     assert edema["method"]["text"] == "radlabel llm labeler 2 (model smollm2-ft) [fallback]"
 
 
-def test_cancelled_report_retires_every_finding():
+def test_cancelled_report_carries_no_findings():
+    """A cancelled version asserts nothing: no Observation at all (the record is the complete set of its findings,
+    so a consumer retires every earlier one); the Provenance still carries the version facts (status X)."""
     report = report_of("corrected_3_cancelled")
     bundle = build_bundle(report, LabelSet(labels={"Pleural Effusion": P}, labeler=INFO))
     validate_bundle(bundle)
     (dr,) = [e["resource"] for e in entries_by_type(bundle, "DiagnosticReport")]
     assert dr["status"] == "cancelled"
     assert "result" not in dr and "presentedForm" not in dr
-    assert {e["resource"]["status"] for e in entries_by_type(bundle, "Observation")} == {"entered-in-error"}
+    assert entries_by_type(bundle, "Observation") == []
+    (prov,) = [e["resource"] for e in entries_by_type(bundle, "Provenance")]
+    assert prov["extension"][0]["extension"][0] == {"url": "status", "valueCode": "X"}
+    assert prov["target"] == [{"reference": f"DiagnosticReport/{dr['id']}"}]
 
 
 def test_status_maps_onto_report_and_observations_stay_preliminary():
@@ -136,8 +152,7 @@ def test_status_maps_onto_report_and_observations_stay_preliminary():
         bundle = build_bundle(report_of(name), LabelSet(labels={"Atelectasis": P}, labeler=INFO))
         (dr,) = [e["resource"] for e in entries_by_type(bundle, "DiagnosticReport")]
         assert dr["status"] == expected
-        live = {e["resource"]["status"] for e in entries_by_type(bundle, "Observation")} - {"entered-in-error"}
-        assert live == {"preliminary"}
+        assert [e["resource"]["status"] for e in entries_by_type(bundle, "Observation")] == ["preliminary"]
 
 
 def test_labeler_device_is_deterministic_and_names_model_version():
@@ -220,9 +235,11 @@ def test_validation_error_does_not_quote_values():
 
 
 def test_fast_and_full_validation_agree_on_every_sample_and_fixture():
+    from connector.fhir.identifiers import OutputProfile
     from connector.fhir.validate import BundleValidator
     from tests.hl7_fhir.conftest import FIXTURES, SAMPLES
 
+    profiles = [OutputProfile(), OutputProfile(kind="enrich"), OutputProfile(kind="enrich", placeholders=True)]
     fast = BundleValidator()
     labels = [
         LabelSet(labels={}, labeler=INFO),
@@ -238,14 +255,22 @@ def test_fast_and_full_validation_agree_on_every_sample_and_fixture():
                 continue
             for report in reports:
                 for label_set in labels:
-                    bundle = build_bundle(report, label_set)
-                    validate_bundle(bundle, full=True)
-                    fast.validate(bundle)
-                    fast.validate(bundle)  # the second pass hits the shape cache
-                    checked += 1
-                    # a broken generated element is still caught once shapes are cached
-                    broken = json.loads(bundle_bytes(bundle))
-                    entries_by_type(broken, "Observation")[3]["resource"]["issued"] = "2024-13-45T99:00:00Z"
-                    with pytest.raises(InvalidResource):
-                        fast.validate(broken)
-    assert checked >= 60
+                    for profile in profiles:
+                        bundle = build_bundle(report, label_set, profile=profile)
+                        validate_bundle(bundle, full=True)
+                        fast.validate(bundle)
+                        fast.validate(bundle)  # the second pass hits the shape cache
+                        checked += 1
+                        # a broken generated element is still caught once shapes are cached
+                        broken = json.loads(bundle_bytes(bundle))
+                        entries_by_type(broken, "Provenance")[0]["resource"]["extension"][0]["extension"][-1][
+                            "valueDateTime"] = "2024-13-45T99:00:00Z"
+                        with pytest.raises(InvalidResource):
+                            fast.validate(broken)
+                        observations = entries_by_type(broken, "Observation")
+                        if observations:
+                            broken = json.loads(bundle_bytes(bundle))
+                            entries_by_type(broken, "Observation")[-1]["resource"]["identifier"][1]["value"] = ""
+                            with pytest.raises(InvalidResource):
+                                fast.validate(broken)
+    assert checked >= 180
