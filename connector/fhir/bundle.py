@@ -193,7 +193,7 @@ def build_bundle_shared(report: Report, labels: LabelSet, *, recorded: datetime 
         entries.append(_put(_diagnostic_report(report, patient_ref, effective, results, accession_identifier)))
     entries.extend(observation_entries)
     entries.append(_put(_provenance(report, labels, report_ref, results, device_ref, labeling_time(report, recorded),
-                                    version)))
+                                    version, accession_identifier)))
 
     bundle: dict = {"resourceType": "Bundle", "id": report.bundle_id, "type": "transaction"}
     if report.report_time:
@@ -457,7 +457,10 @@ def _value(certainty: Certainty) -> dict:
 
 
 def _provenance(report: Report, labels: LabelSet, report_ref: dict, results: list[dict], device_ref: dict,
-                recorded: str, version: list[dict]) -> dict:
+                recorded: str, version: list[dict], accession_identifier: dict) -> dict:
+    """The labeling activity. Its source entity names the report by reference and by accession identifier, so a
+    consumer finds the report's earlier labels from the Provenance alone (a cancelled version has no Observation,
+    and an enrich bundle no DiagnosticReport)."""
     return {
         "resourceType": "Provenance",
         "id": report.provenance_id,
@@ -487,5 +490,5 @@ def _provenance(report: Report, labels: LabelSet, report_ref: dict, results: lis
                 "who": {**device_ref, "display": _labeler_method(labels)["text"]},
             }
         ],
-        "entity": [{"role": "source", "what": report_ref}],
+        "entity": [{"role": "source", "what": {**report_ref, "identifier": accession_identifier}}],
     }

@@ -72,7 +72,7 @@ _VARIABLE_PATHS: dict[str, tuple[str, ...]] = {
         "note.*.text",
     ),
     "Provenance": ("id", "extension.*.extension.*.valueDateTime", "target.*.reference", "recorded",
-                   "entity.*.what.reference"),
+                   "entity.*.what.reference", "entity.*.what.identifier.system", "entity.*.what.identifier.value"),
     "Device": (),
 }
 

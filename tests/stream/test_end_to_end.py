@@ -23,13 +23,15 @@ N = 60
 
 
 def radlabel_convert(values: list[bytes], tmp_path: Path) -> dict[str, bytes]:
-    """Run the offline CLI (`radlabel convert`) on the same messages: bundle id -> bytes."""
+    """Run the offline CLI (`radlabel convert`) on the same messages: bundle id -> bytes. `run` writes the enrich
+    profile unless told otherwise; convert's default is standalone, so it is told."""
     source = tmp_path / "messages.hl7"
     source.write_bytes(b"".join(b"\x0b" + v.strip(b"\x0b\x1c\r") + b"\r\x1c\r" for v in values))
     out = tmp_path / "convert-out"
-    subprocess.run([sys.executable, "-m", "connector.cli", "convert", str(source), "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "connector.cli", "convert", str(source), "--out", str(out),
+                    "--profile", "enrich"],
                    check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True)
-    return {p.stem: p.read_bytes() for p in out.glob("*.json")}
+    return {p.stem: p.read_bytes() for p in out.glob("*.json")}  # index.jsonl is not a bundle
 
 
 async def test_n_in_n_out_byte_identical_and_committed(kafka: KafkaSettings, tmp_path: Path) -> None:
@@ -63,6 +65,12 @@ async def test_n_in_n_out_byte_identical_and_committed(kafka: KafkaSettings, tmp
             assert record.headers["labeler"] == labeler.info.name
             assert record.headers["labeler-version"] == labeler.info.version
             assert record.headers["fallback"] == "false"
+            # the report-version facts (docs/HL7_FHIR.md "Output record")
+            report = parse_reports(s.value)[0]
+            assert record.headers["report-id"] == report.diagnostic_report_id
+            assert record.headers["report-status"] == report.status
+            assert record.headers["message-time"] == report.message_time.isoformat()
+            assert record.headers["fhir-profile"] == "enrich"
         # Keyed by accession: all three versions of report 0 share one output partition; keys spread otherwise.
         versions = [r for r in out if r.key == f"SYNHOSP|{accession(0)}".encode()]
         assert len(versions) == 3 and len({r.partition for r in versions}) == 1

@@ -11,12 +11,12 @@ import subprocess
 import sys
 
 from connector.rules.labeler import RuleLabeler
-from connector.settings import KafkaSettings, LabelerSettings, Settings
+from connector.settings import FhirSettings, IdentifierSystem, KafkaSettings, LabelerSettings, Settings
 from connector.stream.app import StreamApp
 from connector.stream.synthetic import oru_message
 
 from .connector_proc import REPO
-from .kafka_io import committed, publish
+from .kafka_io import committed, publish, read_all
 
 
 def _dead_port() -> int:
@@ -82,6 +82,32 @@ async def test_lag_for_every_partition_from_committed_offsets_after_restart(kafk
     finally:
         second.request_stop()
         await asyncio.wait_for(task, 30)
+
+
+async def test_identifier_fallbacks_are_counted_and_reports_without_patient_identifier_dead_lettered(
+        kafka: KafkaSettings) -> None:
+    """fhir.* settings reach `run`: the site maps SYNHOSP's MRNs but not its accessions (each published report counts
+    one accession fallback, no patient one); a message with an empty PID-3 is a dead letter with its reason."""
+    values = [oru_message(i) for i in range(4)]
+    values.append(oru_message(4).replace(b"|MRN90002^^^SYNHOSP^MR|", b"||"))
+    await publish(kafka.bootstrap_servers, kafka.input_topic, values)
+    fhir = FhirSettings(patient_identifier_systems=[IdentifierSystem(namespace="SYNHOSP", system="urn:oid:1.2.3")])
+    app = StreamApp(Settings(kafka=kafka, fhir=fhir), RuleLabeler(), http_port=-1)
+    task = asyncio.create_task(app.run())
+    try:
+        out = await read_all(kafka.bootstrap_servers, [kafka.output_topic, kafka.dead_letter_topic],
+                             until=lambda r: len(r) >= 5)
+    finally:
+        app.request_stop()
+        await asyncio.wait_for(task, 30)
+    dead = [r for r in out if r.topic == kafka.dead_letter_topic]
+    assert [r.headers["dlq-reason"] for r in dead] == ["no-patient-identifier"]
+    published = [r for r in out if r.topic == kafka.output_topic]
+    assert len(published) == 4 and {r.headers["fhir-profile"] for r in published} == {"enrich"}
+    assert b"Patient?identifier=urn:oid:1.2.3|MRN9000" in published[0].value
+    assert app.metrics.identifier_fallback.labels("accession")._value.get() == 4
+    assert app.metrics.identifier_fallback.labels("patient")._value.get() == 0
+    assert app.metrics.dead_lettered.labels("no-patient-identifier")._value.get() == 1
 
 
 def test_every_log_line_is_json_including_library_logs() -> None:
