@@ -1,7 +1,7 @@
 """HL7 bytes -> report -> rule labels -> validated FHIR bundle JSON: messages/s on one core, side by side with plain
 hl7apy and python-hl7 parsing of the same ~2 KB ORU^R01, all in one process.
 
-    PYTHONPATH=. python benchmarks/hl7_path.py [--seconds 2] [--rounds 5] [--cpu 0]
+    PYTHONPATH=. python benchmarks/hl7_path.py [--seconds 2] [--rounds 5] [--cpu 0] [--profile standalone|enrich]
 
 Variants run round-robin (one slice of each per round) so that load from other processes on the machine hits all
 of them alike; the report gives each variant's best and median round. Results: benchmarks/hl7_path.md.
@@ -28,6 +28,7 @@ from mappings.labels import LabelSet
 from mappings.vocabulary import Certainty
 
 from connector.fhir.bundle import build_bundle, build_bundle_shared, bundle_bytes
+from connector.fhir.identifiers import OutputProfile
 from connector.fhir.validate import validate_bundle
 from connector.pipeline import build_validated_bundle, convert_reports, label_reports, parse_reports
 from connector.rules.labeler import RuleLabeler
@@ -81,8 +82,14 @@ def _labels() -> LabelSet:
     )
 
 
+# The output profile the bundle variants write (--profile): standalone (`convert`'s default, and the only one before
+# issue 12) or enrich (`run`'s default: no Patient, no DiagnosticReport with the report text).
+PROFILE = OutputProfile()
+
+
 def build_variants(loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], object]]:
     labeler = RuleLabeler()
+    profile = PROFILE
     fixed = _labels()
     text = MESSAGE.decode("utf-8")
 
@@ -98,16 +105,16 @@ def build_variants(loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], ob
 
     def parse_fhir_full_validation() -> bytes:
         report = parse_reports(MLLP)[0]
-        bundle = build_bundle(report, fixed)
+        bundle = build_bundle(report, fixed, profile=profile)
         validate_bundle(bundle, full=True)
         return bundle_bytes(bundle)
 
     def parse_fhir() -> bytes:
-        return build_validated_bundle(parse_reports(MLLP)[0], fixed)
+        return build_validated_bundle(parse_reports(MLLP)[0], fixed, profile=profile)
 
     async def _end_to_end() -> list:
         reports = parse_reports(MLLP)
-        return convert_reports(reports, await label_reports(reports, labeler))  # type: ignore[arg-type]
+        return convert_reports(reports, await label_reports(reports, labeler), profile=profile)  # type: ignore[arg-type]
 
     def end_to_end() -> object:
         return loop.run_until_complete(_end_to_end())
@@ -115,7 +122,7 @@ def build_variants(loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], ob
     async def _end_to_end_batch64() -> list:
         # The streaming connector labels one poll batch at a time; here 64 messages per labeler call.
         reports = [r for _ in range(64) for r in parse_reports(MLLP)]
-        return convert_reports(reports, await label_reports(reports, labeler))  # type: ignore[arg-type]
+        return convert_reports(reports, await label_reports(reports, labeler), profile=profile)  # type: ignore[arg-type]
 
     def end_to_end_batch64() -> object:
         return loop.run_until_complete(_end_to_end_batch64())
@@ -127,7 +134,7 @@ def build_variants(loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], ob
         raw = messages[position[0] % len(messages)]
         position[0] += 1
         reports = parse_reports(raw)
-        return convert_reports(reports, await label_reports(reports, labeler))  # type: ignore[arg-type]
+        return convert_reports(reports, await label_reports(reports, labeler), profile=profile)  # type: ignore[arg-type]
 
     def end_to_end_distinct() -> object:
         return loop.run_until_complete(_end_to_end_distinct())
@@ -216,7 +223,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--stages", action="store_true", help="print CPU ms per stage instead")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after warm-up, as `radlabel run` does")
+    parser.add_argument("--profile", choices=("standalone", "enrich"), default="standalone",
+                        help="output profile of the bundles (fhir.profile)")
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = OutputProfile(kind=args.profile)
     cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     if args.stages:
@@ -230,6 +241,7 @@ def main() -> None:
         "message_bytes": len(MESSAGE),
         "python": sys.version.split()[0],
         "gc_freeze": args.gc_freeze,
+        "profile": args.profile,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, pinned to core {cpu}",
         "loadavg_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
         "rates": {
@@ -245,7 +257,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"message: {result['message_bytes']} bytes ORU^R01 v2.5.1; {result['machine']}; python {result['python']}")
+    print(f"message: {result['message_bytes']} bytes ORU^R01 v2.5.1; {result['machine']}; python {result['python']}; "
+          f"profile {args.profile}")
     print(f"1-min load average before/after: {result['loadavg_before_after']}")
     print("wall: messages per wall-clock second; cpu: per CPU-second of this process (the rate on an idle core)")
     print(f"{'variant':56s} {'wall best':>9s} {'wall med':>8s} {'cpu med':>8s} {'cpu ms/msg':>10s}")

@@ -49,8 +49,8 @@ def expected_skips(raw: bytes) -> str | None:
 
 def summarize_bundle(bundle: dict) -> tuple[str, list[str]]:
     """(report status, ["Cardiomegaly+", ...]) from a Bundle: DiagnosticReport.status, and for each live
-    Observation its local CheXpert code and the presence qualifier in valueCodeableConcept. Retired
-    (entered-in-error) Observations are blanks and are not shown."""
+    Observation its local CheXpert code and the presence qualifier in valueCodeableConcept (a bundle carries only
+    the findings its version asserts; an entered-in-error one, which no bundle of ours holds, is not shown)."""
     status = "?"
     findings: list[str] = []
     for entry in bundle.get("entry", []):
