@@ -159,6 +159,19 @@ class FhirSettings(_Section):
     patient_identifier_systems: list[IdentifierSystem] = Field(default_factory=list)  # PID-3 CX-4; order = preference
     accession_identifier_systems: list[IdentifierSystem] = Field(default_factory=list)  # OBR-3/2 EI-2..4, else MSH-4
 
+    @field_validator("patient_identifier_systems", "accession_identifier_systems", mode="before")
+    @classmethod
+    def _json_from_env(cls, value: Any) -> Any:
+        # RADLABEL_FHIR__PATIENT_IDENTIFIER_SYSTEMS='[{"namespace": "DEMOHOSP", "system": "urn:oid:1.2.3"}]'
+        if isinstance(value, str):
+            import json
+
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("expected a JSON list of {namespace, universal_id, universal_id_type, system}") from None
+        return value
+
     @field_validator("patient_identifier_systems", "accession_identifier_systems")
     @classmethod
     def _unambiguous(cls, value: list[IdentifierSystem]) -> list[IdentifierSystem]:

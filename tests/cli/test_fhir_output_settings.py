@@ -23,7 +23,8 @@ SITE_MRN = "https://demohosp.example/fhir/sid/mrn"
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch):
     monkeypatch.delenv("RADLABEL_CONFIG", raising=False)
-    for name in ("RADLABEL_FHIR__PROFILE", "RADLABEL_FHIR__UNKNOWN_AUTHORITY"):
+    for name in ("RADLABEL_FHIR__PROFILE", "RADLABEL_FHIR__UNKNOWN_AUTHORITY",
+                 "RADLABEL_FHIR__PATIENT_IDENTIFIER_SYSTEMS"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -79,6 +80,17 @@ def test_bad_fhir_settings_are_one_line_errors(tmp_path):
                       "    - {namespace: A, system: 'urn:b'}\n")
     with pytest.raises(SettingsError, match="two rules"):
         load_settings(config)
+
+
+def test_identifier_systems_from_the_environment(monkeypatch):
+    monkeypatch.setenv("RADLABEL_FHIR__PATIENT_IDENTIFIER_SYSTEMS",
+                       f'[{{"namespace": "DEMOHOSP", "universal_id": "1.2.3", "system": "{SITE_MRN}"}}]')
+    profile = load_settings(None).fhir.output_profile("enrich")
+    assert profile.kind == "enrich" and profile.patient_systems[0].system == SITE_MRN
+    assert profile.patient_systems[0].universal_id == "1.2.3"
+    monkeypatch.setenv("RADLABEL_FHIR__PATIENT_IDENTIFIER_SYSTEMS", "DEMOHOSP=urn:x")
+    with pytest.raises(SettingsError, match="RADLABEL_FHIR__PATIENT_IDENTIFIER_SYSTEMS.*JSON list"):
+        load_settings(None)
 
 
 def test_identifier_systems_from_yaml_reach_the_bundle(tmp_path):
