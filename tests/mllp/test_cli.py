@@ -88,7 +88,8 @@ async def test_send_through_gateway_equals_publish(kafka: KafkaSettings, tmp_pat
 
 async def test_end_to_end_send_gateway_connector_matches_convert(kafka: KafkaSettings, tmp_path: Path) -> None:
     files = input_files(tmp_path)
-    converted = cli("convert", *map(str, files), "--out", str(tmp_path / "convert-out"))
+    # `run` writes the enrich profile by default, `convert` standalone: compare like with like
+    converted = cli("convert", *map(str, files), "--out", str(tmp_path / "convert-out"), "--profile", "enrich")
     assert converted.returncode == 0, converted.stderr
     offline = {p.stem: p.read_bytes() for p in (tmp_path / "convert-out").glob("*.json")}
     assert len(offline) == json.loads(converted.stdout)["bundles"] >= 30
