@@ -148,6 +148,7 @@ def build_bundle_shared(report: Report, labels: LabelSet, *, recorded: datetime 
     acc_system, accession = ids.accession
     accession_identifier = {"type": _ACSN_TYPE, "system": acc_system, "value": accession}
     effective = report.observation_time.isoformat() if report.observation_time else None
+    issued = report.report_time.isoformat() if report.report_time else None
     version = [report_version_extension(report)]
 
     entries: list[dict] = []
@@ -186,8 +187,8 @@ def build_bundle_shared(report: Report, labels: LabelSet, *, recorded: datetime 
     for name, obs_id in zip(names, report.observation_ids(tuple(names))):
         results.append({"reference": f"Observation/{obs_id}"})
         observation = _observation(report, labels, name, obs_id, present[name], patient_ref, report_ref, effective,
-                                   device_ref, quotes, [_label_identifier(report_id, name), accession_identifier],
-                                   version)
+                                   issued, device_ref, quotes,
+                                   [_label_identifier(report_id, name), accession_identifier], version)
         observation_entries.append(_put(observation))
     if profile.kind == "standalone":
         entries.append(_put(_diagnostic_report(report, patient_ref, effective, results, accession_identifier)))
@@ -358,6 +359,7 @@ def _observation(
     patient_ref: dict,
     report_ref: dict,
     effective: str | None,
+    issued: str | None,
     device_ref: dict,
     quotes: dict[tuple[int, int], str],
     identifiers: list[dict],
@@ -376,8 +378,8 @@ def _observation(
     }
     if effective:
         resource["effectiveDateTime"] = effective
-    if report.report_time:
-        resource["issued"] = report.report_time.isoformat()
+    if issued:
+        resource["issued"] = issued
     resource["valueCodeableConcept"] = _value(certainty)
     note = _evidence_note(report.text, labels.evidence.get(name), quotes)
     if note:

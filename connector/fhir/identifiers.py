@@ -84,30 +84,40 @@ class OutputProfile:
 STANDALONE = OutputProfile()
 
 
-def _match(hd: Authority | None, rules: tuple[SystemRule, ...], lookup: tuple[dict[str, int], dict[str, int]]
-           ) -> int | None:
+# An HD as plain values (namespace id, universal id, universal id type): built per identifier on the hot path,
+# where a pydantic Authority per identifier was a measurable share of the FHIR step.
+_HD = tuple[str | None, str | None, str | None]
+
+
+def _hd(authority: Authority | None) -> _HD:
+    return (authority.namespace, authority.universal_id, authority.universal_id_type) if authority else (None, None, None)
+
+
+def _match(hd: _HD, rules: tuple[SystemRule, ...], lookup: tuple[dict[str, int], dict[str, int]]) -> int | None:
     """Index of the rule naming this authority: by universal id first (it is global), then by namespace id."""
-    if not hd or not rules:
+    if not rules:
         return None
+    namespace, uid, uid_type = hd
     by_uid, by_ns = lookup
-    if hd.universal_id:
-        index = by_uid.get(hd.universal_id)
+    if uid:
+        index = by_uid.get(uid)
         if index is not None:
             wanted = rules[index].universal_id_type
-            if not wanted or not hd.universal_id_type or wanted.upper() == hd.universal_id_type.upper():
+            if not wanted or not uid_type or wanted.upper() == uid_type.upper():
                 return index
-    if hd.namespace:
-        return by_ns.get(hd.namespace)
+    if namespace:
+        return by_ns.get(namespace)
     return None
 
 
-def _fallback_authority_system(hd: Authority) -> str:
+def _fallback_authority_system(hd: _HD) -> str:
     """The namespace id when sent (so the same authority with or without its universal id stays one system), else
     the universal id: urn:oid: for ISO, urn:uuid: for UUID, else our URN."""
-    if hd.namespace:
-        return AUTHORITY_SYSTEM_PREFIX + quote(hd.namespace, safe="")
-    uid = hd.universal_id or ""
-    kind = (hd.universal_id_type or "").upper()
+    namespace, uid, uid_type = hd
+    if namespace:
+        return AUTHORITY_SYSTEM_PREFIX + quote(namespace, safe="")
+    uid = uid or ""
+    kind = (uid_type or "").upper()
     if kind == "ISO":
         return "urn:oid:" + uid
     if kind == "UUID":
@@ -131,20 +141,22 @@ def resolve_identifiers(report: Report, profile: OutputProfile = STANDALONE) -> 
     the first PID-3 repetition. A repetition with an empty CX-4 is assigned by the sending facility (MSH-4).
     Raises :class:`Unpublishable`."""
     strict = profile.unknown_authority == "dead-letter"
-    facility = report.facility_authority or Authority(namespace=report.sending_facility or None)
+    facility = _hd(report.facility_authority) if report.facility_authority else (
+        report.sending_facility or None, None, None)
     candidates: list[tuple[str, str, str | None, str | None, int | None]] = []
     for ident in report.patient.identifiers:
         if not ident.value.strip():
             continue
-        hd = ident.assigning_authority
-        if not hd:
-            hd = facility
+        uid = ident.authority_universal_id or ident.authority_oid
+        hd: _HD = (ident.authority, uid, ident.authority_universal_id_type or ("ISO" if ident.authority_oid else None))
+        if not (hd[0] or hd[1]):
+            hd = facility  # CX-4 empty: assigned by the sending facility
         rule = _match(hd, profile.patient_systems, profile._patient)
         if rule is None and strict:
             continue  # the site wants only identifiers it knows on its records
         system = profile.patient_systems[rule].system if rule is not None else (
-            _fallback_authority_system(hd) if hd else AUTHORITY_SYSTEM_PREFIX + "local")
-        candidates.append((system, ident.value, ident.type_code, hd.namespace or hd.universal_id, rule))
+            _fallback_authority_system(hd) if (hd[0] or hd[1]) else AUTHORITY_SYSTEM_PREFIX + "local")
+        candidates.append((system, ident.value, ident.type_code, hd[0] or hd[1], rule))
     if not candidates:
         if strict and any(i.value.strip() for i in report.patient.identifiers):
             raise Unpublishable(UNKNOWN_AUTHORITY, "no PID-3 identifier has an assigning authority in "
@@ -154,7 +166,7 @@ def resolve_identifiers(report: Report, profile: OutputProfile = STANDALONE) -> 
     primary = min(mapped, key=lambda c: c[4]) if mapped else candidates[0]  # type: ignore[arg-type,return-value]
     fallbacks = [] if mapped else ["patient"]
 
-    acc_rule = _match(report.accession_authority, profile.accession_systems, profile._accession)
+    acc_rule = _match(_hd(report.accession_authority), profile.accession_systems, profile._accession)
     if acc_rule is None:
         acc_rule = _match(facility, profile.accession_systems, profile._accession)
     if acc_rule is not None:

@@ -70,11 +70,6 @@ class Identifier(BaseModel):
     authority_universal_id: str | None = None  # CX-4.2 whatever its type
     authority_universal_id_type: str | None = None  # CX-4.3
 
-    @property
-    def assigning_authority(self) -> Authority:
-        return Authority(namespace=self.authority, universal_id=self.authority_universal_id or self.authority_oid,
-                         universal_id_type=self.authority_universal_id_type or ("ISO" if self.authority_oid else None))
-
 
 class Patient(BaseModel):
     model_config = ConfigDict(frozen=True)
