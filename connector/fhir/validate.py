@@ -139,6 +139,12 @@ def _compile(resource_type: str, paths: tuple[str, ...]) -> dict:
 
 
 _SPECS: dict[str, dict] = {name: _compile(name, paths) for name, paths in _VARIABLE_PATHS.items()}
+# The specs of the objects bundle.py shares between the resources of a bundle (see _skeleton). Only these are
+# memoised: elsewhere the memo's own bookkeeping costs more than it saves (measured).
+_SHARED_SPECS = frozenset(id(spec) for spec in (
+    _SPECS["Observation"]["extension"], _SPECS["Observation"]["identifier"]["*"], _SPECS["Observation"]["subject"],
+    _SPECS["Provenance"]["extension"],
+))
 _MAX_SHAPES = 4096
 _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 _METHODS = ("PUT", "POST", "DELETE", "GET")
@@ -148,8 +154,24 @@ class _NotJson(Exception):
     pass
 
 
-def _skeleton(node: object, spec: dict, leaves: list[tuple[_Leaf, object]]) -> object:
-    """``node`` with the values at the spec's paths replaced by their type's token (collected into ``leaves``)."""
+def _skeleton(node: object, spec: dict, leaves: list[tuple[_Leaf, object]], memo: dict | None = None) -> object:
+    """``node`` with the values at the spec's paths replaced by their type's token (collected into ``leaves``).
+
+    ``memo`` (one per bundle): bundle.py puts one object into several resources of a bundle (the report-version
+    extension, the accession identifier, the subject reference; _SHARED_SPECS). Each is walked once per bundle and
+    its values are collected the first time only. That is enough: a bundle's resources are checked in order, each
+    value either against its type (a known skeleton) or by validating the whole resource (a new one), and the
+    first failure raises, so a later resource sharing the object adds nothing to check."""
+    if memo is not None and id(spec) in _SHARED_SPECS:
+        key = (id(node), id(spec))
+        done = memo.get(key)
+        if done is None:
+            done = memo[key] = _walk(node, spec, leaves, memo)
+        return done
+    return _walk(node, spec, leaves, memo)
+
+
+def _walk(node: object, spec: dict, leaves: list[tuple[_Leaf, object]], memo: dict | None) -> object:
     if type(node) is dict:
         # Only the variable elements are replaced; the rest is shared as it is (serialised with the skeleton).
         copy = None
@@ -161,14 +183,14 @@ def _skeleton(node: object, spec: dict, leaves: list[tuple[_Leaf, object]]) -> o
                     leaves.append((sub, node[key]))
                     copy[key] = sub.token
                 else:
-                    copy[key] = _skeleton(node[key], sub, leaves)
+                    copy[key] = _skeleton(node[key], sub, leaves, memo)
         return node if copy is None else copy
     if type(node) is list and "*" in spec:
         item = spec["*"]
         if type(item) is _Leaf:
             leaves.extend((item, value) for value in node)
             return [item.token] * len(node)
-        return [_skeleton(value, item, leaves) for value in node]
+        return [_skeleton(value, item, leaves, memo) for value in node]
     return node  # not the expected container: kept as it is, so it is part of the skeleton (full validation judges)
 
 
@@ -182,9 +204,9 @@ def _dumps(skeleton: object) -> bytes:
     return key
 
 
-def _shape_key(kind: str, node: dict, leaves: list[tuple[_Leaf, object]]) -> bytes:
+def _shape_key(kind: str, node: dict, leaves: list[tuple[_Leaf, object]], memo: dict | None = None) -> bytes:
     try:
-        return kind.encode() + b"\x00" + _dumps(_skeleton(node, _SPECS[kind], leaves))
+        return kind.encode() + b"\x00" + _dumps(_skeleton(node, _SPECS[kind], leaves, memo))
     except TypeError:
         raise _NotJson from None
 
@@ -234,9 +256,10 @@ class BundleValidator:
             whole_envelope()
         else:
             self._check(key, _underived(leaves, entries), whole_envelope, checked)
+        memo: dict = {}  # the objects this bundle's resources share: walked once (see _skeleton)
         for entry in entries:
             if entry.get("resource") is not None:
-                self._validate_resource(entry["resource"], checked)
+                self._validate_resource(entry["resource"], checked, memo)
 
     def validate_resource(self, resource: dict, *, full: bool = False) -> None:
         if full:
@@ -247,21 +270,22 @@ class BundleValidator:
         else:
             self._validate_resource(resource, set())
 
-    def _validate_resource(self, resource: dict, checked: set[tuple[str, str]]) -> None:
+    def _validate_resource(self, resource: dict, checked: set[tuple[str, str]], memo: dict | None = None) -> None:
         resource_type = resource.get("resourceType")
         if not isinstance(resource_type, str):
             raise InvalidResource("resource without resourceType")
         if resource_type not in _SPECS or resource_type in ("Bundle", "BundleEntry"):
             _validate_model(resource_type, resource)
             return
-        self._validate_fast(resource_type, resource, lambda: _validate_model(resource_type, resource), checked)
+        self._validate_fast(resource_type, resource, lambda: _validate_model(resource_type, resource), checked, memo)
 
     def _validate_fast(
-        self, kind: str, node: dict, validate_whole: typing.Callable[[], None], checked: set[tuple[str, str]]
+        self, kind: str, node: dict, validate_whole: typing.Callable[[], None], checked: set[tuple[str, str]],
+        memo: dict | None = None,
     ) -> None:
         leaves: list[tuple[_Leaf, object]] = []
         try:
-            key = _shape_key(kind, node, leaves)
+            key = _shape_key(kind, node, leaves, memo)
         except _NotJson:
             validate_whole()
             return

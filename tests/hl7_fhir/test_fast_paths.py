@@ -278,3 +278,29 @@ def test_accession_key_equals_the_first_reports_key_on_every_message(tmp_path):
             compared += 1
     assert compared >= 20
     assert accession_key(b"not hl7") is None and accession_key(b"MSH|^~\\&|A|B\rPID|1\r") is None
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["known-shapes", "new-shapes"])
+def test_a_bad_value_in_an_object_the_resources_share_is_caught(warm):
+    """The validator walks an object several resources of a bundle share (the report-version extension, the
+    accession identifier, the subject reference) once per bundle: a bad value there must still fail the bundle."""
+    report = parse_reports((FIXTURES / "v251_ft_escapes_crlf_bom.hl7").read_bytes())[0]
+    labels = LabelSet(labels={"Edema": P, "Pneumonia": U, "Pneumothorax": N}, labeler=INFO)
+    for profile in (OutputProfile(), OutputProfile(kind="enrich")):
+        fast = BundleValidator()
+        if warm:
+            fast.validate(build_bundle_shared(report, labels, profile=profile))
+        mutations = (
+            lambda obs: obs["extension"][0]["extension"][1].__setitem__("valueDateTime", "2024-13-45T99:00:00Z"),
+            lambda obs: obs["identifier"][1].__setitem__("value", ""),
+            lambda obs: obs["subject"].__setitem__("reference", ""),
+        )
+        for mutate in mutations:
+            bundle = build_bundle_shared(report, labels, profile=profile)  # fresh: shared objects inside
+            observations = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+            assert observations[0]["extension"] is observations[1]["extension"]  # the sharing under test
+            mutate(observations[-1])
+            with pytest.raises(InvalidResource):
+                fast.validate(bundle)
+            with pytest.raises(InvalidResource):
+                BundleValidator().validate(bundle, full=True)
