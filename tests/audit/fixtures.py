@@ -4,6 +4,7 @@ a phrase table with evidence spans, so the expected tables do not move when the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, timedelta
 from pathlib import Path
 
 from mappings.labels import Labeler, LabelerInfo, LabelSet, Span
@@ -37,9 +38,10 @@ PHRASES_B: dict[str, tuple[str, Certainty]] = {
 
 class PhraseLabeler(Labeler):
     def __init__(self, phrases: dict[str, tuple[str, Certainty]], name: str = "table", version: str = "1.0.0",
-                 model: str | None = None) -> None:
+                 model: str | None = None, fallback: bool = False) -> None:
         self.phrases = phrases
         self.info = LabelerInfo(name=name, version=version, model=model)
+        self.fallback = fallback  # label sets flagged as a fallback's, as the connector's rules stand-in is
         self.calls = 0
 
     async def label_batch(self, reports: Sequence[str]) -> list[LabelSet]:
@@ -53,7 +55,7 @@ class PhraseLabeler(Labeler):
                 if at >= 0:
                     labels[name] = certainty
                     evidence.setdefault(name, []).append(Span(start=at, end=at + len(phrase)))
-            out.append(LabelSet(labels=labels, evidence=evidence, labeler=self.info))
+            out.append(LabelSet(labels=labels, evidence=evidence, labeler=self.info, fallback=self.fallback))
         return out
 
 
@@ -68,3 +70,12 @@ def messages(n: int = 6) -> list[bytes]:
 def hl7_file(values: Sequence[bytes], path: Path) -> Path:
     path.write_bytes(b"".join(b"\x0b" + v.strip(b"\x0b\x1c\r") + b"\r\x1c\r" for v in values))
     return path
+
+
+def spread_messages(n: int, start: date = date(2025, 1, 6), every_days: int = 1) -> list[bytes]:
+    """n reports, report i resulted ``i * every_days`` days after ``start`` (for plots over time)."""
+    out = []
+    for i in range(n):
+        day = (start + timedelta(days=i * every_days)).strftime("%Y%m%d").encode()
+        out.append(oru_message(i, padding_lines=1).replace(b"20250101", day))
+    return out
