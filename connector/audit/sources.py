@@ -61,11 +61,15 @@ def folder_records(folder: Path) -> Iterator[BundleRecord]:
 def folder_events(folder: Path) -> list[dict]:
     log = folder / "events.jsonl"
     if log.is_file():  # a replay's: dead letters and skips, with source coordinates
-        out = []
+        out, seen = [], set()
         for line in log.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 item = json.loads(line)
-                out.append(event(item["kind"], item["reason"], item.get("headers") or {}))
+                row = event(item["kind"], item["reason"], item.get("headers") or {})
+                key = tuple(row.values())
+                if key not in seen:  # a resumed replay may have logged its last uncommitted batch twice
+                    seen.add(key)
+                    out.append(row)
         return out
     events = []
     dead = folder / "dead-letter"

@@ -9,6 +9,7 @@ window is fixed once resolved: records appended later are not in it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -94,7 +95,7 @@ async def resolve(consumer: AIOKafkaConsumer, topic: str, want: WindowSpec) -> W
         parts = await _partitions(consumer, topic)
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     begin = await consumer.beginning_offsets(tps)
-    end = await consumer.end_offsets(tps)
+    end = await _high_watermarks(consumer, tps, begin)
     ranges: dict[int, tuple[int, int]] = {}
     if want.offsets is not None:
         unknown = sorted(set(want.offsets) - set(parts))
@@ -118,13 +119,68 @@ async def _at(consumer: AIOKafkaConsumer, tps: list[TopicPartition], when_ms: in
     if when_ms is None:
         return {tp: default[tp] for tp in tps}
     found = await consumer.offsets_for_times({tp: when_ms for tp in tps})
-    # No record at or after the instant: the window side is the partition's end.
-    return {tp: (found[tp].offset if found.get(tp) is not None else end[tp]) for tp in tps}
+    out: dict[TopicPartition, int] = {}
+    for tp in tps:
+        hit = found.get(tp)
+        if hit is None:  # no record at or after the instant: the window side is the partition's end
+            out[tp] = end[tp]
+        elif await _timestamp_at(consumer, tp, hit.offset) == hit.timestamp:
+            out[tp] = hit.offset
+        else:
+            # The broker answered with a timestamp its record does not have: no time index (Tansu 0.6 answers
+            # every query with offset 0 and the current time). Find the first record at or after the instant by
+            # reading the partition's timestamps, which is what a time index answers.
+            out[tp] = await _scan(consumer, tp, when_ms, end[tp])
+    consumer.assign([])
+    return out
+
+
+async def _high_watermarks(consumer: AIOKafkaConsumer, tps: list[TopicPartition],
+                           begin: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """End offsets as a fetch reports them (the high watermark, the number the lag metric uses). ListOffsets
+    "latest" should say the same; Tansu 0.6 answers it with the last batch's base offset + 1, which would cut a
+    window short. One small fetch per partition."""
+    listed = await consumer.end_offsets(tps)
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, begin[tp])
+    out: dict[TopicPartition, int] = {}
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(out) < len(tps) and asyncio.get_running_loop().time() < deadline:
+        await consumer.getmany(*[tp for tp in tps if tp not in out], timeout_ms=200, max_records=1)
+        for tp in tps:
+            high = consumer.highwater(tp)
+            if high is not None and tp not in out:
+                out[tp] = high
+    consumer.assign([])
+    return {tp: max(listed[tp], out.get(tp, listed[tp])) for tp in tps}
+
+
+async def _timestamp_at(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> int | None:
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    batch = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+    records = batch.get(tp) or []
+    return records[0].timestamp if records and records[0].offset == offset else None
+
+
+async def _scan(consumer: AIOKafkaConsumer, tp: TopicPartition, when_ms: int, end: int) -> int:
+    consumer.assign([tp])
+    await consumer.seek_to_beginning(tp)
+    while await consumer.position(tp) < end:
+        batch = await consumer.getmany(tp, timeout_ms=5000, max_records=5000)
+        records = batch.get(tp) or []
+        if not records:
+            break
+        for record in records:
+            if record.offset >= end:
+                return end
+            if record.timestamp >= when_ms:
+                return record.offset
+    return end
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    import asyncio
-
     for _ in range(20):  # metadata for a topic this client never asked about arrives with a refresh
         await consumer.topics()  # refreshes the cluster metadata
         parts = consumer.partitions_for_topic(topic)
