@@ -181,10 +181,12 @@ async def _scan(consumer: AIOKafkaConsumer, tp: TopicPartition, when_ms: int, en
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    for _ in range(20):  # metadata for a topic this client never asked about arrives with a refresh
-        await consumer.topics()  # refreshes the cluster metadata
-        parts = consumer.partitions_for_topic(topic)
+    # The consumer's own metadata covers what it is assigned; ask the cluster for every topic instead. aiokafka
+    # has no public call that returns partitions from a full refresh (consumer.topics() returns names only).
+    for _ in range(20):
+        metadata = await consumer._client.fetch_all_metadata()  # noqa: SLF001
+        parts = metadata.partitions_for_topic(topic)
         if parts:
-            return parts
+            return set(parts)
         await asyncio.sleep(0.1)
     raise WindowError(f"topic {topic} does not exist on the broker")

@@ -222,3 +222,22 @@ async def test_run_auto_offset_reset_latest_skips_what_came_before(kafka: KafkaS
         app.request_stop()
         await asyncio.wait_for(task, 30)
     assert sorted(r.key for r in out) == [f"SYNHOSP|SYN{i:08d}".encode() for i in range(100, 105)]
+
+
+def test_replay_refuses_to_touch_the_live_connector_or_write_nowhere(broker) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from connector.cli import app
+
+    base = ["replay", "--bootstrap-servers", broker.bootstrap_servers]
+    cases = [
+        ([], "give --output-topic TOPIC or --to-files DIR"),
+        (["--output-topic", "fhir.observations"], "is the live connector's topic"),
+        (["--output-topic", "candidate", "--group", "radlabel"], "is the live connector's group"),
+        (["--output-topic", "no-such-topic", "--offsets", "0=0-"], "does not exist"),
+        (["--to-files", "x", "--offsets", "0=9-1"], "ends before it starts"),
+    ]
+    for extra, message in cases:
+        result = CliRunner().invoke(app, [*base, *extra])
+        assert result.exit_code == 2 and message in result.output, (extra, result.output)
+        assert "Traceback" not in result.output
