@@ -169,12 +169,16 @@ def report_command(
     events: Annotated[Optional[Path], typer.Option("--events", help="the events table of `audit export`")] = None,
     compare: Annotated[Optional[list[Path]], typer.Option(
         "--compare", help="two exports to compare (give it twice: A then B), e.g. live vs candidate")] = None,
+    truth: Annotated[Optional[Path], typer.Option(
+        "--truth", help="with --compare: score both against this truth CSV (radlabel evaluate)")] = None,
+    id_column: Annotated[str, typer.Option("--id-column", help="accession | report_id | bundle_id")] = "accession",
     period: Annotated[str, typer.Option("--period", help="day | week | month")] = "week",
     title: Annotated[str, typer.Option("--title", help="page title")] = "radlabel audit report",
 ) -> None:
     """One self-contained HTML page: prevalence, fallback/dead-letter/skip rates, model versions, a comparison."""
-    from connector.audit.diff import DiffError, diff
+    from connector.audit.diff import DiffError, diff, evaluate_against
     from connector.audit.html import PERIODS, ReportInputs, render
+    from connector.evaluate.io import LabelFileError
     from connector.audit.rows import COLUMNS
     from connector.audit.sources import EVENT_COLUMNS
     from connector.audit.table import TableError, read_table
@@ -193,7 +197,14 @@ def report_command(
             if names[0] == names[1]:
                 names = (f"A:{names[0]}", f"B:{names[1]}")
             result = diff(pair[0], pair[1], *names)
-    except (TableError, DiffError) as exc:
+            if truth is not None:
+                import tempfile
+
+                with tempfile.TemporaryDirectory() as scratch:
+                    result.evaluation = evaluate_against(truth, pair[0], pair[1], *names, Path(scratch), id_column)
+        elif truth is not None:
+            raise usage("--truth scores a comparison: give --compare A --compare B as well")
+    except (TableError, DiffError, LabelFileError) as exc:
         raise CliError(str(exc), ExitCode.REJECTED) from None
     if frame.empty:
         raise CliError(f"{labels}: the export has no rows", ExitCode.REJECTED)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from connector.audit.diff import label_csv
 from connector.audit.sources import EVENT_COLUMNS
-from connector.audit.table import write_table
+from connector.audit.table import read_table, write_table
 from connector.cli import app
 from connector.cli.convert import convert_files
 
@@ -62,10 +63,19 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "source_offset": i, "source_timestamp": start_ms + i * day_ms}
                for i, reason in enumerate(["excluded:mr", "excluded:ct", "excluded:mr", "non-diagnostic:pending"])]
     write_table(events, EVENT_COLUMNS, root / "events.csv", ("source_partition", "source_offset", "source_timestamp"))
+    # A truth file: the live labels with three reports' Cardiomegaly flipped (so neither side scores 1.0).
+    label_csv(read_table(root / "live.parquet"), root / "truth.csv", "accession")
+    lines = (root / "truth.csv").read_text().splitlines()
+    for k in (1, 2, 3):
+        cells = lines[k].split(",")
+        cells[3] = "0" if cells[3] == "1" else "1"
+        lines[k] = ",".join(cells)
+    (root / "truth.csv").write_text("\n".join(lines) + "\n")
     out = root / "audit.html"
     result = CliRunner().invoke(app, [
         "audit", "report", "--labels", str(root / "live.parquet"), "--events", str(root / "events.csv"),
         "--compare", str(root / "live.parquet"), "--compare", str(root / "candidate.parquet"),
+        "--truth", str(root / "truth.csv"),
         "--title", "Chest X-ray labels: live model vs candidate", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
@@ -115,7 +125,8 @@ def test_report_renders_plots_and_tables_in_chromium(report: Path, tmp_path: Pat
                             "Skipped reports (scope, non-diagnostic text)", "Labelers and model versions in use",
                             "live vs candidate"]
     for caption in ("All periods: share of report versions per class", "Dead letters by reason",
-                    "Skipped by reason", "Model versions", "Agreement per observation"):
+                    "Skipped by reason", "Model versions", "Agreement per observation",
+                    "Against the truth file (CheXbert protocol, radlabel evaluate)", "Paired tests"):
         assert caption in captions
     assert cards[0] == str(N) and cards[3] == "6"  # report versions; labeled by the fallback
     # Changed labels by hand (tests/audit/test_diff.py): sentence 3 (pneumonia), 6 (edema), 9 (fracture / lung
