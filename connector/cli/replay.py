@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -46,7 +47,13 @@ async def _replay(settings: Any, labeler: Any, fallback: Any, window: Any, group
 
     bar = tqdm(total=window.total, unit="rec", desc="replay", disable=None, dynamic_ncols=True)
 
+    first = [True]
+
     def progress(done: int, total: int) -> None:
+        if first[0] and not bar.disable:  # resumed: what earlier runs did is not this run's rate
+            first[0] = False  # (tqdm's rate is (n - initial) / time since start_t)
+            bar.initial = done
+            bar.start_t = time.time()
         bar.n = done
         bar.refresh()
 

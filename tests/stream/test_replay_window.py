@@ -234,10 +234,14 @@ def test_replay_refuses_to_touch_the_live_connector_or_write_nowhere(broker) -> 
         ([], "give --output-topic TOPIC or --to-files DIR"),
         (["--output-topic", "fhir.observations"], "is the live connector's topic"),
         (["--output-topic", "candidate", "--group", "radlabel"], "is the live connector's group"),
-        (["--output-topic", "no-such-topic", "--offsets", "0=0-"], "does not exist"),
         (["--to-files", "x", "--offsets", "0=9-1"], "ends before it starts"),
     ]
-    for extra, message in cases:
+    for extra, message in cases:  # refused before logging is configured: in-process is safe
         result = CliRunner().invoke(app, [*base, *extra])
         assert result.exit_code == 2 and message in result.output, (extra, result.output)
         assert "Traceback" not in result.output
+    # Refused after connecting (and configuring logging): a process of its own, so this test's logging stays.
+    done = subprocess.run([sys.executable, "-m", "connector.cli", *base, "--output-topic", "no-such-topic"],
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
