@@ -1,9 +1,10 @@
 """Where audit export reads published Bundles from: a window of an output topic, or a folder of Bundle files.
 
 A folder is what `radlabel convert --out DIR` or `radlabel replay --to-files DIR` wrote: ``<bundle id>.json``
-(the canonical Bundle bytes), ``dead-letter/<n>.json`` (convert's rejects), and from a replay also
-``records.jsonl`` (each output record's key and headers, in produce order) and ``events.jsonl`` (every record or
-report that published nothing: dead letters and skips, with their reason and source coordinates).
+(the canonical Bundle bytes), ``dead-letter/<n>.json`` (rejects), ``index.jsonl`` when there is one (each Bundle's
+file, key and record headers, in order: all of them from a replay, the report-version ones from convert), and from a
+replay ``events.jsonl`` (every record or report that published nothing: dead letters and skips, with their reason
+and source coordinates).
 
 Besides the Bundles, both sources yield *events* — what published nothing and why — for the report's dead-letter
 and skip rates: from the dead-letter topic, or from the folder's files.
@@ -43,16 +44,18 @@ def event(kind: str, reason: str, headers: dict[str, str]) -> dict:
 
 # -- folders -----------------------------------------------------------------------------------------------------
 def folder_records(folder: Path) -> Iterator[BundleRecord]:
-    """The folder's Bundles: in records.jsonl order with their headers when a replay wrote one, else by name."""
-    manifest = folder / "records.jsonl"
-    if manifest.is_file():
-        for line in manifest.read_text(encoding="utf-8").splitlines():
+    """The folder's Bundles: in index.jsonl order with the headers it records when there is one (a replay's holds
+    every record header, convert's the report-version ones), else by file name."""
+    index = folder / "index.jsonl"
+    if index.is_file():
+        for line in index.read_text(encoding="utf-8").splitlines():
             if not line.strip():
                 continue
             entry = json.loads(line)
-            path = folder / f"{entry['bundle_id']}.json"
+            path = folder / str(entry.get("file") or f"{entry.get('bundle-id')}.json")
             if path.is_file():
-                yield BundleRecord(path.read_bytes(), dict(entry.get("headers") or {}))
+                headers = {k: str(v) for k, v in entry.items() if k not in ("file", "key") and v is not None}
+                yield BundleRecord(path.read_bytes(), headers)
         return
     for path in sorted(folder.glob("*.json")):
         yield BundleRecord(path.read_bytes())

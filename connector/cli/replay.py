@@ -76,7 +76,7 @@ def replay(
     output_topic: Annotated[Optional[str], typer.Option(
         help="where the replay's Bundles go (must exist; never the live kafka.output_topic)")] = None,
     to_files: Annotated[Optional[Path], typer.Option(
-        "--to-files", help="dry run: write Bundles, records.jsonl and events.jsonl to this folder instead")] = None,
+        "--to-files", help="dry run: write Bundles, index.jsonl and events.jsonl to this folder instead")] = None,
     dead_letter_topic: Annotated[Optional[str], typer.Option(
         help="the replay's dead letters (must exist)  [default: OUTPUT_TOPIC.dlq]")] = None,
     from_: Annotated[Optional[str], typer.Option("--from", help="window start, ISO 8601 (record timestamps)")] = None,

@@ -44,9 +44,10 @@ def default_group(live_group: str, input_topic: str, target: str, window_flags: 
 
 
 class FileSink:
-    """Dry run: the folder `radlabel convert` writes (``<bundle id>.json``, ``dead-letter/<n>.json``) plus what only
-    a record knows: ``records.jsonl`` (key and headers of each output, in order) and ``events.jsonl`` (every dead
-    letter and skip, with its reason and source coordinates). Both logs are fsynced before the batch counts as
+    """Dry run: the folder `radlabel convert` writes (``<bundle id>.json``, ``dead-letter/<n>.json``, and
+    ``index.jsonl``: one line per output in order, ``{"file", "key", <header>: <value>, ...}``, here with every
+    header a Kafka record would carry) plus ``events.jsonl`` (every dead letter and skip, with its reason and
+    source coordinates). Both logs are fsynced before the batch counts as
     delivered, so the offsets committed after it never get ahead of the files."""
 
     def __init__(self, folder: Path) -> None:
@@ -64,15 +65,14 @@ class FileSink:
                 tmp = path.with_suffix(".json.tmp")
                 tmp.write_bytes(out.value)
                 os.replace(tmp, path)
-                records.append({"bundle_id": headers["bundle-id"], "key": out.key.decode("utf-8", "replace"),
-                                "headers": headers})
+                records.append({"file": path.name, "key": out.key.decode("utf-8", "replace"), **headers})
             if outcome.dead_letter is not None:
                 dead = outcome.dead_letter
                 self.dead.write(dead.reason, dead.detail, f"{dead.source.topic}:{dead.source.partition}:"
                                 f"{dead.source.offset}", dead.value)
                 events.append({"kind": "dead-letter", "reason": dead.reason, "headers": source})
             events.extend({"kind": "skipped", "reason": reason, "headers": source} for reason in outcome.skipped)
-        for name, lines in (("records.jsonl", records), ("events.jsonl", events)):
+        for name, lines in (("index.jsonl", records), ("events.jsonl", events)):
             if not lines:
                 continue
             with open(self.folder / name, "a", encoding="utf-8") as handle:

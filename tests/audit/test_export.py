@@ -174,3 +174,17 @@ def test_bad_output_suffix_and_bad_window_are_usage_errors(folder: Path, tmp_pat
     assert bad.exit_code == 2 and ".csv or .parquet" in bad.output
     both = run_cli("audit", "export", "--folder", str(folder), "--from", "2025-01-01", "--out", str(tmp_path / "t.csv"))
     assert both.exit_code == 2
+
+
+def test_a_folder_index_gives_order_and_headers(folder: Path) -> None:
+    """index.jsonl (convert's report-version facts, or every header of a replay) orders the Bundles and adds the
+    headers; a Bundle file it does not list is not read."""
+    files = sorted(folder.glob("*.json"))
+    lines = [{"file": p.name, "key": "k", "report-status": "C", "source-topic": "hl7.in", "source-offset": str(i)}
+             for i, p in enumerate(reversed(files[1:]))]
+    (folder / "index.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    records = list(folder_records(folder))
+    assert [r.value for r in records] == [p.read_bytes() for p in reversed(files[1:])]
+    rows = export_records(records, PatientHasher(SALT)).rows
+    assert {r["report_status"] for r in rows} == {"C"} and {r["source_topic"] for r in rows} == {"hl7.in"}
+    assert [r["source_offset"] for r in rows[::14]] == list(range(len(files) - 1))

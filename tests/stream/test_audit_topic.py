@@ -14,6 +14,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import pandas as pd
+
 from connector.settings import Settings
 from connector.stream.app import StreamApp
 from connector.stream.broker import create_topics
@@ -62,7 +64,11 @@ async def test_export_of_a_known_topic_matches_the_golden_table(broker, tmp_path
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["bundles"], summary["rows"], summary["dead_letters"]) == (8, 112, 1)
-    table = out.read_text(encoding="utf-8").replace(kafka.input_topic, "hl7.in")
+    # The procedure lives on the DiagnosticReport, which `run`'s enrich profile (issue 17) does not carry: it is
+    # blanked here so the table is the same for both profiles (tests/audit/test_export.py covers it).
+    frame = pd.read_csv(out, dtype=str, keep_default_na=False)
+    frame["procedure"] = ""
+    table = frame.to_csv(index=False, lineterminator="\n").replace(kafka.input_topic, "hl7.in")
     if os.environ.get("RADLABEL_UPDATE_GOLDEN") == "1":
         GOLDEN.write_text(table, encoding="utf-8")
     assert table == GOLDEN.read_text(encoding="utf-8")
