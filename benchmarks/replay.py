@@ -141,7 +141,7 @@ async def bench_replay(n: int, rounds: int, late: bool = False) -> dict:
                                            / summary["run"]["throughput_median"])
     summary["replay_vs_run_cpu"] = summary["replay"]["cpu_ms_per_msg_median"] / summary["run"]["cpu_ms_per_msg_median"]
     # Paired: each round's replay against the run next to it (same minute of a shared machine's load).
-    pairs = list(zip(results["run"], results["replay"]))
+    pairs = list(zip(results["run"], results["replay"], strict=True))
     summary["paired_throughput_ratios"] = [b["throughput"] / a["throughput"] for a, b in pairs]
     summary["paired_cpu_ratios"] = [b["cpu_ms_per_msg"] / a["cpu_ms_per_msg"] for a, b in pairs]
     summary["paired_throughput_ratio_median"] = statistics.median(summary["paired_throughput_ratios"])

@@ -66,7 +66,7 @@ def _table(frame: pd.DataFrame, caption: str = "", css: dict[str, str] | None = 
     body = []
     for row in frame.itertuples(index=False):
         cells = []
-        for column, value in zip(frame.columns, row):
+        for column, value in zip(frame.columns, row, strict=True):
             klass = css.get(column) or ("num" if column in num else "")
             attr = f' class="{klass}"' if klass else ""
             cells.append(f"<td{attr}>{html.escape(_text(value))}</td>")
@@ -215,7 +215,7 @@ def _diff_section(result: Diff, compare: tuple[pd.DataFrame, pd.DataFrame] | Non
     if compare is not None:
         for side, frame in ((a, compare[0]), (b, compare[1])):
             evidence = frame.set_index(["bundle_id", "observation"])["evidence"]
-            keys = list(zip(changed["bundle_id"], changed["observation"]))
+            keys = list(zip(changed["bundle_id"], changed["observation"], strict=True))
             changed[f"evidence ({side})"] = [evidence.get(k, "") for k in keys]
     changed = changed.drop(columns=["bundle_id"])
     changed["report_id"] = changed["report_id"].str.slice(0, 8)

@@ -65,7 +65,8 @@ def export_command(
     from_: Annotated[Optional[str], typer.Option("--from", help="window start, ISO 8601 (record timestamps)")] = None,
     to: Annotated[Optional[str], typer.Option("--to", help="window end (exclusive), ISO 8601")] = None,
     offsets: Annotated[Optional[str], typer.Option(
-        "--offsets", help="window by offsets: PARTITION=START-END,... (END exclusive, either side may be empty)")] = None,
+        "--offsets",
+        help="window by offsets: PARTITION=START-END,... (END exclusive, either side may be empty)")] = None,
     dead_letter_topic: Annotated[Optional[str], typer.Option(
         "--dead-letter-topic", help="also read dead letters from this topic into --events-out")] = None,
     events_out: Annotated[Optional[Path], typer.Option(

@@ -84,14 +84,16 @@ def replay(
     offsets: Annotated[Optional[str], typer.Option(
         help="window by offsets: PARTITION=START-END,... (END exclusive; either side may be empty)")] = None,
     group_id: Annotated[Optional[str], typer.Option(
-        "--group", help="the replay's own consumer group (progress)  [default: derived from window and target]")] = None,
+        "--group",
+        help="the replay's own consumer group (progress)  [default: derived from window and target]")] = None,
     labeler: Annotated[Optional[str], typer.Option(help="rules | llm")] = None,
     model: Annotated[Optional[str], typer.Option(help="local model directory (llm, in-process)")] = None,
     endpoint: Annotated[Optional[str], typer.Option(help="model server base URL (llm)")] = None,
     api: Annotated[Optional[str], typer.Option(help="openai | tgi")] = None,
     rules_profile: Annotated[Optional[str], typer.Option(help="improved | chexpert (rules)")] = None,
     fallback_to_rules: Annotated[Optional[bool], typer.Option(
-        "--fallback-to-rules/--no-fallback-to-rules", help="as in run: flagged rule labels when the model is down")] = None,
+        "--fallback-to-rules/--no-fallback-to-rules",
+        help="as in run: flagged rule labels when the model is down")] = None,
     max_batch: Annotated[Optional[int], typer.Option(help="records per poll batch")] = None,
     http_port: Annotated[int, typer.Option(help="metrics/health port (-1: off)")] = -1,
     config: Annotated[Optional[Path], typer.Option(help="YAML settings file")] = None,

@@ -86,8 +86,8 @@ class Replay(StreamApp):
 
     def __init__(self, settings: Settings, labeler: Labeler, window: Window, *, group_id: str,
                  output_topic: str | None = None, files: Path | None = None, fallback: Labeler | None = None,
-                 metrics: Metrics | None = None, http_port: int = -1, progress: Callable[[int, int], None] | None = None,
-                 poll_timeout_ms: int = 200) -> None:
+                 metrics: Metrics | None = None, http_port: int = -1,
+                 progress: Callable[[int, int], None] | None = None, poll_timeout_ms: int = 200) -> None:
         if group_id == settings.kafka.group_id:
             raise ValueError(f"the replay group must not be the live connector's group {group_id!r}")
         headers = [("replay-of", window.label().encode()), ("replay-labeler", labeler_id(labeler.info).encode())]

@@ -148,7 +148,8 @@ def test_both_bundle_shapes_give_the_same_rows(folder: Path, profile: str) -> No
 def test_headers_win_and_duplicates_and_junk_are_counted(folder: Path) -> None:
     hasher = PatientHasher(SALT)
     value = next(folder_records(folder)).value
-    headers = {"source-topic": "in", "source-partition": "2", "source-offset": "41", "source-timestamp": "1700000000000",
+    headers = {"source-topic": "in", "source-partition": "2", "source-offset": "41",
+               "source-timestamp": "1700000000000",
                "labeler": "llm", "labeler-version": "2025.1", "model": "smollm2-135m", "fallback": "true",
                "replay-of": "in:0=0-10"}
     result = export_records([BundleRecord(value, headers), BundleRecord(value, headers), BundleRecord(b"not json"),

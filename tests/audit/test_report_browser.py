@@ -105,7 +105,7 @@ def test_report_renders_plots_and_tables_in_chromium(report: Path, tmp_path: Pat
             page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
             page.goto(report.as_uri(), wait_until="load")
             images = page.evaluate("""Array.from(document.images).map(i => ({alt: i.alt, ok: i.complete,
-                                       w: i.naturalWidth, h: i.naturalHeight, shown: i.getBoundingClientRect().width}))""")
+                w: i.naturalWidth, h: i.naturalHeight, shown: i.getBoundingClientRect().width}))""")
             headings = page.locator("h2").all_inner_texts()
             captions = page.locator("caption").all_inner_texts()
             changed = page.locator("table", has=page.locator("caption", has_text="Changed labels"))

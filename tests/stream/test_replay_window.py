@@ -30,7 +30,7 @@ from connector.stream.synthetic import oru_message
 from tests.audit.fixtures import hl7_file, spread_messages
 
 from .connector_proc import REPO
-from .kafka_io import Tail, committed, end_offsets, publish, read_all
+from .kafka_io import Tail, committed, publish, read_all
 
 
 def stamps(values: list[bytes]) -> list[int]:
