@@ -245,3 +245,32 @@ def test_replay_refuses_to_touch_the_live_connector_or_write_nowhere(broker) -> 
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_replay_falls_back_exactly_as_run_does(kafka: KafkaSettings, tmp_path: Path) -> None:
+    """The model is down for the whole replay and --fallback-to-rules is on: every Bundle is the rule labeler's,
+    flagged as a fallback in the header and in FHIR, as `run` does (same code path)."""
+    from mappings.labels import Labeler, LabelerInfo, LabelerUnavailable
+
+    class Down(Labeler):
+        info = LabelerInfo(name="llm", version="2025.03-rc", model="candidate")
+
+        async def label_batch(self, reports):  # noqa: ANN001, ANN202
+            raise LabelerUnavailable("connection refused")
+
+    values = [oru_message(i) for i in range(6)]
+    await publish(kafka.bootstrap_servers, kafka.input_topic, values)
+    window = await window_of(kafka, WindowSpec(offsets={p: (0, None) for p in range(3)}))
+    settings = Settings(kafka=kafka, labeler={"max_retries": 0})
+    app = Replay(settings, Down(), window, group_id="g-fallback", files=tmp_path / "out", fallback=RuleLabeler())
+    await asyncio.wait_for(app.run(), 60)
+    assert app.complete and app.summary()["bundles"] == 6
+    index = [json.loads(line) for line in (tmp_path / "out" / "index.jsonl").read_text().splitlines()]
+    assert {(e["labeler"], e["fallback"], e["replay-labeler"]) for e in index} == {
+        ("rules", "true", "llm@2025.03-rc#candidate")}
+    for entry in index:
+        bundle = json.loads((tmp_path / "out" / entry["file"]).read_text())
+        methods = {e["resource"]["method"]["text"] for e in bundle["entry"]
+                   if e["resource"]["resourceType"] == "Observation"}
+        assert methods and all(m.endswith("[fallback]") for m in methods)
+    assert app.metrics.fallback._value.get() == 6
