@@ -28,6 +28,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/radlabel demo
 
+# tests/audit opens the audit report in Debian's Chromium (`apt-get install -y chromium`; .ci/run installs it,
+# the test skips without it). Playwright drives it from the dev extra; no browser is downloaded.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs
 

@@ -241,6 +241,14 @@ class MllpSettings(BaseModel):
         return self
 
 
+class AuditSettings(_Section):
+    """`radlabel audit` (docs/AUDIT.md)."""
+
+    # Key of the salted patient-identifier hash in audit exports (HMAC-SHA256). Keep it secret and the same across
+    # exports that must be joined; without it nobody can test a guessed MRN against the table.
+    salt: SecretStr | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RADLABEL_", env_nested_delimiter="__", extra="forbid")
 
@@ -251,6 +259,7 @@ class Settings(BaseSettings):
     scope: ScopeSettingsModel = Field(default_factory=ScopeSettingsModel)
     mllp: MllpSettings = Field(default_factory=MllpSettings)
     fhir: FhirSettings = Field(default_factory=FhirSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     log_level: str = "INFO"
     log_json: bool = True
     http_port: int = 8080  # metrics + health (-1: off)
@@ -314,4 +323,5 @@ def load_settings(
         _MERGED.reset(token)
 
 
-__all__ = ["FhirSettings", "HL7Settings", "IdentifierSystem", "KafkaSettings", "LabelerSettings", "Settings", "SettingsError", "load_settings"]
+__all__ = ["AuditSettings", "FhirSettings", "HL7Settings", "IdentifierSystem", "KafkaSettings", "LabelerSettings", "Settings",
+           "SettingsError", "load_settings"]

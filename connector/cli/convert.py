@@ -17,7 +17,6 @@ the message: what the Kafka timestamp is when an interface engine publishes as i
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections import Counter
 from datetime import datetime, timezone
@@ -28,6 +27,7 @@ import typer
 
 from connector.cli.errors import ExitCode, labeler_unavailable
 from connector.cli.label import ApiOpt, ConfigOpt, EndpointOpt, LabelerOpt, ModelOpt, command_settings, make_labeler
+from connector.dead_letter_files import DeadLetterFolder
 from connector.settings import HL7Settings
 
 if TYPE_CHECKING:  # the pipeline (fhir.resources) is imported when a conversion runs: `radlabel --help` stays fast
@@ -37,25 +37,6 @@ if TYPE_CHECKING:  # the pipeline (fhir.resources) is imported when a conversion
     from connector.fhir.identifiers import OutputProfile
 
 BATCH_REPORTS = 32
-
-
-class _DeadLetters:
-    def __init__(self, out: Path) -> None:
-        self.folder = out / "dead-letter"
-        self.next = 1 + max((int(p.stem) for p in self.folder.glob("*.json") if p.stem.isdigit()), default=0)
-        self.reasons: Counter[str] = Counter()
-
-    def write(self, reason: str, detail: str, source: Path, raw: bytes) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        record = {
-            "reason": reason,
-            "detail": detail,
-            "source": str(source),
-            "raw_base64": base64.b64encode(raw).decode("ascii"),
-        }
-        (self.folder / f"{self.next}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        self.next += 1
-        self.reasons[reason] += 1
 
 
 class Summary:
@@ -71,7 +52,7 @@ class Summary:
 async def convert_files(
     files: list[Path], out: Path, labeler: Labeler, hl7: HL7Settings | None = None, *,
     rules: ScopeRules | None = None, recorded: datetime | None = None, profile: OutputProfile | None = None,
-) -> tuple[Summary, _DeadLetters]:
+) -> tuple[Summary, DeadLetterFolder]:
     """Returns the counts and the dead letters. Every input file ends up in at least one of them: a file that holds
     no message at all (empty, blank) is an "empty" dead letter, not a silent skip; a report out of scope or with
     text that asserts nothing is a counted skip."""
@@ -94,7 +75,7 @@ async def convert_files(
     hl7 = hl7 or HL7Settings()
     tz, limits = hl7.tz(), hl7.limits()
     out.mkdir(parents=True, exist_ok=True)
-    dead = _DeadLetters(out)
+    dead = DeadLetterFolder(out)
     summary = Summary()
     pending: list[tuple[Path, bytes, list]] = []  # (source, raw message, its reports)
 
@@ -184,7 +165,7 @@ def convert(
     if recorded_at is not None and recorded_at.tzinfo is None:
         recorded_at = recorded_at.replace(tzinfo=timezone.utc)
 
-    async def run() -> tuple[Summary, _DeadLetters]:
+    async def run() -> tuple[Summary, DeadLetterFolder]:
         async with make_labeler(settings) as backend:
             return await convert_files(files, out, backend, hl7, rules=rules, recorded=recorded_at, profile=output)
 

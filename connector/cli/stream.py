@@ -64,6 +64,8 @@ def register(app: typer.Typer) -> None:
             help="label with the rule labeler (flagged) when the model server stays down")] = None,
         max_batch: Annotated[Optional[int], typer.Option(help="records per poll batch")] = None,
         non_oru: Annotated[Optional[str], typer.Option(help="skip | dead-letter")] = None,
+        auto_offset_reset: Annotated[Optional[str], typer.Option(
+            help="where a group with no committed offsets starts: earliest | latest")] = None,
         http_port: Annotated[Optional[int], typer.Option(help="metrics/health port (-1: off)")] = None,
         http_host: Annotated[Optional[str], typer.Option(help="metrics/health bind address")] = None,
         config: Annotated[Optional[Path], typer.Option(help="YAML settings file")] = None,
@@ -74,7 +76,8 @@ def register(app: typer.Typer) -> None:
         from connector.settings import SettingsError
 
         kafka = dict(bootstrap_servers=bootstrap_servers, input_topic=input_topic, output_topic=output_topic,
-                     dead_letter_topic=dead_letter_topic, group_id=group_id, max_batch=max_batch, non_oru=non_oru)
+                     dead_letter_topic=dead_letter_topic, group_id=group_id, max_batch=max_batch, non_oru=non_oru,
+                     auto_offset_reset=auto_offset_reset)
         labeling = dict(kind=labeler, model=model, endpoint=endpoint, api=api, fallback_to_rules=fallback_to_rules)
         settings = _settings(config, kafka=kafka, labeler=labeling, http_port=http_port, http_host=http_host)
         try:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from aiokafka import TopicPartition
 from mappings.labels import Labeler, LabelerUnavailable
 
 from connector.logging import get_logger
@@ -40,13 +41,14 @@ class StreamApp(ConsumeLoop):
                  metrics: Metrics | None = None, http_port: int | None = None, http_host: str | None = None,
                  poll_timeout_ms: int = 200, outage_backoff_s: float = 0.5, outage_backoff_max_s: float = 15.0,
                  output_topic: str | None = None, extra_headers: Sequence[tuple[str, bytes]] = (),
-                 group_id: str | None = None) -> None:
+                 group_id: str | None = None, window: Mapping[TopicPartition, tuple[int, int]] | None = None,
+                 ) -> None:
         super().__init__(
             settings.kafka, topics=[settings.kafka.input_topic], metrics=metrics,
             http_port=settings.http_port if http_port is None else http_port,
             http_host=settings.http_host if http_host is None else http_host,
             poll_timeout_ms=poll_timeout_ms, outage_backoff_s=outage_backoff_s,
-            outage_backoff_max_s=outage_backoff_max_s, group_id=group_id,
+            outage_backoff_max_s=outage_backoff_max_s, group_id=group_id, window=window,
         )
         self.settings = settings
         self.labeler = labeler
@@ -91,6 +93,12 @@ class StreamApp(ConsumeLoop):
         await self._publish(outcomes)
 
     async def _publish(self, outcomes: Sequence[Outcome]) -> None:
+        await self.deliver(outcomes)
+        self._count(outcomes)
+
+    async def deliver(self, outcomes: Sequence[Outcome]) -> None:
+        """Put the batch's outputs and dead letters where they go and return once all are acknowledged (here: on
+        the broker with acks=all; `replay --to-files`: written to disk)."""
         out_topic, dlq_topic = self.output_topic, self.kafka.dead_letter_topic
         futures = []
         for outcome in outcomes:
@@ -101,6 +109,8 @@ class StreamApp(ConsumeLoop):
                 dead = outcome.dead_letter
                 futures.append(await self.producer.send(dlq_topic, dead.value, key=dead.key, headers=dead.headers()))
         await asyncio.gather(*futures)  # acks=all: every record is on the broker before any offset moves
+
+    def _count(self, outcomes: Sequence[Outcome]) -> None:
         now = time.time()
         for outcome in outcomes:
             if outcome.outputs:

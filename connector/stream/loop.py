@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -76,10 +76,16 @@ class ConsumeLoop:
     def __init__(self, kafka: KafkaSettings, *, topics: Sequence[str], metrics: Metrics | None = None,
                  http_port: int | None = None, http_host: str = "127.0.0.1", poll_timeout_ms: int = 200,
                  outage_backoff_s: float = 0.5, outage_backoff_max_s: float = 15.0,
-                 group_id: str | None = None) -> None:
+                 group_id: str | None = None, window: Mapping[TopicPartition, tuple[int, int]] | None = None,
+                 ) -> None:
         self.kafka = kafka
         self.topics = list(topics)
         self.group_id = group_id or kafka.group_id
+        # Manual assignment (`replay`): these partitions, each from its start (or from this group's committed
+        # offset inside the window: resume) up to its exclusive end; the loop ends once every end is committed.
+        # No group membership, so no rebalance, and no other group's offsets are read or moved.
+        self.window = dict(window) if window is not None else None
+        self.complete = False
         self.metrics = metrics or Metrics()
         self.poll_timeout_ms = poll_timeout_ms
         self.outage_backoff_s = outage_backoff_s
@@ -165,7 +171,10 @@ class ConsumeLoop:
         try:
             await start_with_retry(self.consumer.start, **connect)
             try:
-                self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+                if self.window is None:
+                    self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+                else:
+                    await self._assign_window()
                 self.started = True
                 # Startup objects (parsers, rule tables, FHIR models) are long-lived: keep them out of the
                 # cyclic GC's full passes, which otherwise show up as latency spikes.
@@ -186,9 +195,14 @@ class ConsumeLoop:
 
     async def _loop(self) -> None:
         while not self.stop_event.is_set():
+            if self.window is not None and await self._window_done():
+                self.complete = True
+                return
             batch = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.kafka.max_batch)
             self._last_poll = time.monotonic()
             records = [r for tp in sorted(batch, key=lambda t: (t.topic, t.partition)) for r in batch[tp]]
+            if self.window is not None:
+                records = [r for r in records if r.offset < self.window[TopicPartition(r.topic, r.partition)][1]]
             if records:
                 self.metrics.consumed.inc(len(records))
                 self.metrics.batch_size.observe(len(records))
@@ -247,6 +261,29 @@ class ConsumeLoop:
                 if recs:
                     self.consumer.seek(tp, recs[0].offset)
         return self.stop_event.is_set()
+
+    async def _assign_window(self) -> None:
+        assert self.window is not None
+        self.consumer.assign(list(self.window))
+        for tp, (start, end) in self.window.items():
+            committed = await self.consumer.committed(tp)
+            position = start if committed is None else min(max(committed, start), end)
+            self._committed[tp] = position  # progress: the loop is done when every partition reaches its end
+            self.consumer.seek(tp, position)
+        log.info("window_assigned", partitions=len(self.window),
+                 remaining=sum(end - self._committed[tp] for tp, (_, end) in self.window.items()))
+
+    async def _window_done(self) -> bool:
+        """Every partition committed up to its end, or read past it with everything before it acted and committed
+        (a compacted or aborted tail has no record at end - 1 to commit)."""
+        assert self.window is not None
+        done = True
+        for tp, (start, end) in self.window.items():
+            if self._committed.get(tp, start) < end and await self.consumer.position(tp) < end:
+                done = False
+            elif tp not in self.consumer.paused():
+                self.consumer.pause(tp)  # finished: stop fetching what a live producer appends after the end
+        return done
 
     async def _commit(self, inputs: Sequence[InputRecord]) -> None:
         offsets: dict[TopicPartition, int] = {}

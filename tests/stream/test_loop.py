@@ -83,3 +83,39 @@ async def test_an_act_error_stops_the_program_without_committing_its_batch(kafka
         await asyncio.wait_for(loop.run(), 30)
     assert not (await loop.live())[0]
     assert await committed(kafka.bootstrap_servers, kafka.group_id, kafka.input_topic, 3) == {0: 0, 1: 0, 2: 0}
+
+
+class WindowRecorder(ConsumeLoop):
+    def __init__(self, kafka: KafkaSettings, window: dict, group: str) -> None:
+        super().__init__(kafka, topics=[kafka.input_topic], http_port=-1, group_id=group, window=window)
+        self.done: list[tuple[int, int]] = []
+
+    async def act(self, inputs: list[InputRecord]) -> None:
+        self.done.extend((r.partition, r.offset) for r in inputs)
+
+
+async def test_a_window_is_read_to_its_end_in_its_own_group_and_resumes(kafka: KafkaSettings) -> None:
+    """Manual assignment (replay): exactly the window, then the loop ends by itself; progress is committed to the
+    loop's own group only; a second run with a wider window acts only on what the first did not."""
+    from aiokafka import TopicPartition
+
+    sent = await publish(kafka.bootstrap_servers, kafka.input_topic, [f"m{i}".encode() for i in range(60)])
+    ends: dict[int, int] = {}
+    for s in sent:
+        ends[s.partition] = max(ends.get(s.partition, 0), s.offset + 1)
+    tps = {p: TopicPartition(kafka.input_topic, p) for p in range(3)}
+    narrow = {tps[p]: (min(2, ends.get(p, 0)), max(min(2, ends.get(p, 0)), ends.get(p, 0) - 3)) for p in range(3)}
+    first = WindowRecorder(kafka, narrow, "window-group")
+    await asyncio.wait_for(first.run(), 30)  # ends by itself
+    assert first.complete
+    expected = {(tp.partition, o) for tp, (a, b) in narrow.items() for o in range(a, b)}
+    assert sorted(first.done) == sorted(expected)
+    assert await committed(kafka.bootstrap_servers, kafka.group_id, kafka.input_topic, 3) == {0: 0, 1: 0, 2: 0}
+    mine = await committed(kafka.bootstrap_servers, "window-group", kafka.input_topic, 3)
+    assert all(mine[tp.partition] == b for tp, (a, b) in narrow.items() if b > a)
+    wide = {tp: (a, ends.get(tp.partition, 0)) for tp, (a, _) in narrow.items()}
+    second = WindowRecorder(kafka, wide, "window-group")
+    await asyncio.wait_for(second.run(), 30)
+    assert second.complete
+    assert sorted(second.done) == sorted({(tp.partition, o) for tp, (_, b) in narrow.items()
+                                          for o in range(b, ends.get(tp.partition, 0))})
