@@ -18,6 +18,7 @@ from connector.audit.export import export_records
 from connector.audit.rows import PatientHasher
 from connector.audit.sources import folder_events, folder_records
 from connector.cli.convert import convert_files
+from connector.fhir.identifiers import OutputProfile
 from connector.pipeline import parse_reports
 from connector.rules.labeler import RuleLabeler
 from connector.settings import KafkaSettings, Settings
@@ -56,7 +57,8 @@ async def window_of(kafka: KafkaSettings, want: WindowSpec):  # noqa: ANN201
 
 async def convert_of(values: list[bytes], labeler, tmp: Path) -> dict[str, bytes]:  # noqa: ANN001
     out = tmp / f"convert-{uuid.uuid4().hex[:6]}"
-    await convert_files([hl7_file(values, tmp / "in.hl7")], out, labeler)
+    # `run` (and so replay) writes the enrich profile unless told otherwise; convert's default is standalone.
+    await convert_files([hl7_file(values, tmp / "in.hl7")], out, labeler, profile=OutputProfile("enrich"))
     return {p.stem: p.read_bytes() for p in out.glob("*.json")}
 
 
