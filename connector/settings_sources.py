@@ -11,6 +11,7 @@ smuggled through os.environ).
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import types
 import typing
@@ -119,9 +120,34 @@ def read_env(environ: Mapping[str, str], model: type[BaseModel]) -> tuple[dict[s
         node = data
         for key in loc[:-1]:
             node = node.setdefault(key, {})
-        node[loc[-1]] = environ[name]
+        node[loc[-1]] = _env_value(name, environ[name], _fields(_parent_model(model, loc))[loc[-1]])
         origin[loc] = f"environment variable {name}"
     return data, origin
+
+
+def _parent_model(model: type[BaseModel], loc: Loc) -> type[BaseModel]:
+    for key in loc[:-1]:
+        model = _section_model(_fields(model)[key])  # type: ignore[assignment]  (checked by read_env's walk)
+    return model
+
+
+def _collection(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_collection(arg) for arg in typing.get_args(annotation))
+    return typing.get_origin(annotation) in (list, dict, tuple, set) or annotation in (list, dict, tuple, set)
+
+
+def _env_value(name: str, value: str, annotation: Any) -> Any:
+    """An environment variable is one string: list and mapping settings are written in it as JSON
+    (RADLABEL_SCOPE__INCLUDE='["ct:chest"]'), the same shape the YAML file takes; a value that does not start
+    like JSON is left to the field (which may accept a comma-separated string, or says it wants a list)."""
+    if not _collection(annotation) or not value.lstrip().startswith(("[", "{")):
+        return value  # a plain string: the field's own validator may read it (e.g. comma-separated peers)
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise SettingsError(f"environment variable {name}: not valid JSON; write the list or mapping as in the "
+                            f"YAML file, e.g. {name}='[\"ct:chest\"]'") from None
 
 
 def record_origin(data: Mapping[str, Any], describe: Any, loc: Loc = (),

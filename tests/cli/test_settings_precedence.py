@@ -200,3 +200,27 @@ def test_help_imports_no_heavy_library():
                           cwd=REPO, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_list_settings_from_the_environment_are_json(monkeypatch) -> None:  # noqa: ANN001
+    from connector.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("RADLABEL_SCOPE__INCLUDE", '["ct:chest"]')
+    assert load_settings(None).scope.include == ["ct:chest"]
+    monkeypatch.setenv("RADLABEL_SCOPE__INCLUDE", '["ct:chest"')
+    try:
+        load_settings(None)
+    except SettingsError as exc:
+        assert "RADLABEL_SCOPE__INCLUDE" in str(exc) and "JSON" in str(exc)
+    else:
+        raise AssertionError("broken JSON must be an error naming the variable")
+    monkeypatch.setenv("RADLABEL_SCOPE__INCLUDE", "ct:chest")
+    try:
+        load_settings(None)
+    except SettingsError as exc:
+        assert "RADLABEL_SCOPE__INCLUDE" in str(exc)
+    else:
+        raise AssertionError("a bare string is not a list")
+    monkeypatch.delenv("RADLABEL_SCOPE__INCLUDE")
+    monkeypatch.setenv("RADLABEL_MLLP__ALLOWED_PEERS", "10.0.0.1, 10.0.0.2")  # its own comma form still works
+    assert load_settings(None).mllp.allowed_peers == ["10.0.0.1", "10.0.0.2"]
