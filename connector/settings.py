@@ -249,6 +249,63 @@ class AuditSettings(_Section):
     salt: SecretStr | None = None
 
 
+class SinkAuthSettings(_Section):
+    """How `radlabel sink` authenticates to the FHIR server (docs/FHIR_SINK.md "Authentication")."""
+
+    # none | bearer (a fixed token from `token` or `token_file`) | client-credentials (OAuth2, SMART Backend
+    # Services style: `client_secret`, or a signed JWT assertion with `private_key_file`).
+    kind: Literal["none", "bearer", "client-credentials"] = "none"
+    token: SecretStr | None = None  # RADLABEL_SINK__AUTH__TOKEN
+    token_file: str | None = None  # re-read when the server answers 401 (a rotated secret mount)
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    private_key_file: str | None = None  # PEM; private_key_jwt client authentication (RFC 7523)
+    private_key_alg: Literal["RS384", "ES384", "RS256", "ES256"] = "RS384"  # SMART requires RS384 or ES384
+    key_id: str | None = None  # the JWK "kid" the server knows the public key by
+    scope: str | None = None  # e.g. "system/Observation.write system/Provenance.write"
+    # A token is refreshed this long before it expires, so no request goes out with a token about to lapse.
+    refresh_margin_s: float = Field(60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> SinkAuthSettings:
+        if self.kind == "bearer" and not (self.token or self.token_file):
+            raise ValueError("auth kind bearer needs token or token_file")
+        if self.kind == "client-credentials":
+            if not (self.token_url and self.client_id):
+                raise ValueError("auth kind client-credentials needs token_url and client_id")
+            if bool(self.client_secret) == bool(self.private_key_file):
+                raise ValueError("auth kind client-credentials needs exactly one of client_secret and private_key_file")
+        return self
+
+
+class SinkSettings(_Section):
+    """`radlabel sink`: Bundles from the output topic into a FHIR server (docs/FHIR_SINK.md)."""
+
+    fhir_url: str | None = None  # the server's base URL: transactions are POSTed here
+    # The profile the sink accepts (the record's `fhir-profile` header); a record of another profile is a dead
+    # letter (a standalone bundle must not create Patients in a hospital's server). Unset: whatever the record says.
+    profile: Literal["standalone", "enrich"] | None = None
+    topic: str | None = None  # unset: kafka.output_topic (what `radlabel run` writes)
+    group_id: str = "radlabel-sink"  # its own consumer group: the sink's offsets are not the connector's
+    dead_letter_topic: str = "fhir.observations.dlq"
+    # How findings a newer version no longer asserts are retired: marked entered-in-error (history kept,
+    # clinical systems are told) or deleted.
+    retire: Literal["entered-in-error", "delete"] = "entered-in-error"
+    # Who resolves conditional references (Patient?identifier=...) of enrich bundles: the server inside the
+    # transaction (HAPI, Smile, Azure, Medplum's server), or the sink (a search per reference before sending;
+    # for servers that do not resolve them in transactions). No match or several: a dead letter.
+    conditional_references: Literal["server", "sink"] = "server"
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(5, ge=0)  # per request, then the partitions pause (the loop retries the batch later)
+    backoff_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    retry_after_max_s: float = Field(120.0, ge=0)  # a server's Retry-After is honoured up to this
+    max_in_flight: int = Field(8, ge=1)  # transactions in flight (different reports; one report's stay in order)
+    ca_file: str | None = None  # extra CA bundle (PEM) for a hospital-internal server; verification stays on
+    auth: SinkAuthSettings = Field(default_factory=SinkAuthSettings)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RADLABEL_", env_nested_delimiter="__", extra="forbid")
 
@@ -260,6 +317,7 @@ class Settings(BaseSettings):
     mllp: MllpSettings = Field(default_factory=MllpSettings)
     fhir: FhirSettings = Field(default_factory=FhirSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    sink: SinkSettings = Field(default_factory=SinkSettings)
     log_level: str = "INFO"
     log_json: bool = True
     http_port: int = 8080  # metrics + health (-1: off)
@@ -324,4 +382,4 @@ def load_settings(
 
 
 __all__ = ["AuditSettings", "FhirSettings", "HL7Settings", "IdentifierSystem", "KafkaSettings", "LabelerSettings", "Settings",
-           "SettingsError", "load_settings"]
+           "SettingsError", "SinkAuthSettings", "SinkSettings", "load_settings"]

