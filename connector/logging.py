@@ -33,6 +33,10 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]  # replaces basicConfig's plain-text handler, and any earlier one
     root.setLevel(numeric)
+    # httpx logs every request line at INFO and httpcore the headers at DEBUG: the FHIR sink's search URLs carry
+    # accession numbers and MRNs, and its headers a bearer token. Their warnings still come through.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

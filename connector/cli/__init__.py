@@ -14,7 +14,7 @@ from connector.cli.errors import wrap_commands
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Label chest X-ray reports from HL7 v2 into FHIR R4.")
 
-_COMMAND_MODULES = ("convert", "label", "evaluate", "train", "stream", "mllp", "replay", "audit")
+_COMMAND_MODULES = ("convert", "label", "evaluate", "train", "stream", "mllp", "replay", "audit", "sink")
 
 
 def _version(value: bool) -> None:

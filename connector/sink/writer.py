@@ -39,7 +39,7 @@ class Record(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp: int | None
+    timestamp_ms: int | None
     headers: Sequence[tuple[str, bytes]]
 
 
@@ -122,8 +122,8 @@ class SinkWriter:
             result.applied += 1
             self.metrics.sent.inc()
             self.metrics.retired.inc(decision.retired)
-            if record.timestamp:
-                self.metrics.end_to_end.observe(max(0.0, time.time() - record.timestamp / 1000))
+            if record.timestamp_ms:
+                self.metrics.end_to_end.observe(max(0.0, time.time() - record.timestamp_ms / 1000))
             return
         raise FhirUnavailable(f"the same report changed on the server {MAX_CONFLICTS} times in a row (HTTP 409/412)")
 
@@ -159,5 +159,5 @@ class SinkWriter:
         log.warning("fhir_dead_lettered", reason=reason, partition=record.partition, offset=record.offset)
         return dl.SinkDeadLetter(reason=reason, detail=detail, key=record.key, value=record.value or b"",
                                  headers_in=tuple(record.headers or ()),
-                                 source=SourceCoords(record.topic, record.partition, record.offset, record.timestamp),
+                                 source=SourceCoords(record.topic, record.partition, record.offset, record.timestamp_ms),
                                  outcome=outcome)
