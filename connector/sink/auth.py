@@ -96,7 +96,11 @@ class ClientCredentials(httpx.Auth):
         return httpx.Request("POST", s.token_url or "", data=form, headers=headers)
 
     def _assertion(self) -> str:
-        import jwt  # PyJWT (with cryptography): only needed for private_key_jwt
+        try:
+            import jwt  # PyJWT (with cryptography): only needed for private_key_jwt
+        except ImportError:
+            raise TokenUnavailable("sink.auth.private_key_file needs PyJWT[crypto] installed",
+                                   transient=False) from None
 
         now = int(self._clock())
         s = self.settings

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from prometheus_client import CollectorRegistry
 
 from connector.settings import SinkAuthSettings, SinkSettings
+from connector.sink.auth import JWT_BEARER_ASSERTION
 from connector.sink.client import FhirClient, FhirRejected, FhirUnavailable
 from connector.sink.metrics import SinkMetrics
 
@@ -115,7 +116,7 @@ async def test_bearer_token_from_a_file_is_reread_after_401(tmp_path):
 class TokenEndpoint:
     """A minimal OAuth2 token endpoint: client_secret_basic, issues tok-1, tok-2, ... with a short lifetime."""
 
-    def __init__(self, client_id: str, secret: str, expires_in: int) -> None:
+    def __init__(self, client_id: str, secret: str | None, expires_in: int, public_key=None) -> None:
         outer = self
         self.issued: list[str] = []
         self.forms: list[dict] = []
@@ -125,8 +126,21 @@ class TokenEndpoint:
                 length = int(self.headers["content-length"])
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 outer.forms.append(form)
-                expected = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-                if form.get("grant_type") != "client_credentials" or self.headers.get("authorization") != expected:
+                if public_key is not None:  # private_key_jwt (RFC 7523), as SMART Backend Services checks it
+                    import jwt
+
+                    try:
+                        claims = jwt.decode(form.get("client_assertion", ""), public_key, algorithms=["RS384"],
+                                            audience=outer.url)
+                        ok = (form.get("client_assertion_type") == JWT_BEARER_ASSERTION
+                              and claims["iss"] == claims["sub"] == client_id and claims["exp"] - claims["iat"] <= 300
+                              and jwt.get_unverified_header(form["client_assertion"]).get("kid") == "k1")
+                    except jwt.PyJWTError:
+                        ok = False
+                else:
+                    expected = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+                    ok = self.headers.get("authorization") == expected
+                if form.get("grant_type") != "client_credentials" or not ok:
                     self._answer(401, {"error": "invalid_client"})
                     return
                 outer.issued.append(f"tok-{len(outer.issued) + 1}")
@@ -174,6 +188,39 @@ async def test_oauth2_client_credentials_round_trip():
         assert server.counters()["unauthorized"] == 1
         # a client the endpoint refuses is a configuration error: unavailable (pause), not a dead letter
         bad, _ = client(server.url, auth=auth.model_copy(update={"client_secret": SecretStr("wrong")}))
+        with pytest.raises(FhirUnavailable, match="token endpoint refused the client"):
+            await bad.read("Patient", "p")
+        await bad.aclose()
+    finally:
+        await fhir.aclose()
+        endpoint.close()
+        server.process.terminate()
+        server.process.wait(timeout=10)
+
+
+async def test_oauth2_private_key_jwt(tmp_path):
+    """SMART Backend Services style: the client proves itself with a JWT signed by its private key (RS384)."""
+    pytest.importorskip("jwt")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_file = tmp_path / "client.pem"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    endpoint = TokenEndpoint("radlabel-sink", None, expires_in=300, public_key=key.public_key())
+    server = start_medplum(tokens="tok-1")
+    auth = SinkAuthSettings(kind="client-credentials", token_url=endpoint.url, client_id="radlabel-sink",
+                            private_key_file=str(key_file), key_id="k1")
+    fhir, _ = client(server.url, auth=auth)
+    try:
+        assert await fhir.read("Patient", "p") is None
+        assert endpoint.issued == ["tok-1"] and "authorization" not in endpoint.forms[0]
+        # another key: the endpoint refuses the assertion, the sink reports a configuration error
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_file.write_bytes(other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+        bad, _ = client(server.url, auth=auth)
         with pytest.raises(FhirUnavailable, match="token endpoint refused the client"):
             await bad.read("Patient", "p")
         await bad.aclose()
