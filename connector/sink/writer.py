@@ -128,14 +128,19 @@ class SinkWriter:
         raise FhirUnavailable(f"the same report changed on the server {MAX_CONFLICTS} times in a row (HTTP 409/412)")
 
     async def _read_state(self, facts: BundleFacts) -> ServerState:
-        provenance_read = (self.client.read("Provenance", facts.provenance_id) if facts.provenance_id
-                           else asyncio.sleep(0, None))
+        """The report's Provenance, then, only when it exists, our label Observations of the accession. Every
+        version's transaction writes the Provenance together with its Observations, so a report without one on
+        the server has no labels of ours to retire: a first version (most reports) costs one read, not a search
+        (searches are what servers answer slowest)."""
+        provenance = None
+        if facts.provenance_id:
+            provenance = await self.client.read("Provenance", facts.provenance_id)
+            if provenance is None:
+                return ServerState()
+        observations: list[dict] = []
         if facts.accession is not None:
-            search = self.client.search("Observation", {"identifier": facts.accession.token(),
-                                                        "category": MACHINE_LABEL_CATEGORY, "_count": "1000"})
-        else:
-            search = asyncio.sleep(0, [])
-        provenance, observations = await asyncio.gather(provenance_read, search)
+            observations = await self.client.search("Observation", {
+                "identifier": facts.accession.token(), "category": MACHINE_LABEL_CATEGORY, "_count": "1000"})
         return ServerState(provenance=provenance, observations=observations)
 
     async def _resolve(self, transaction: dict) -> None:

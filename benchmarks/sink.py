@@ -1,0 +1,235 @@
+"""`radlabel sink` throughput and latency into the Medplum FHIR engine (tests/fhir_server), side by side in one run
+with plain httpx loops over the same bundles.
+
+    PYTHONPATH=. python benchmarks/sink.py [--messages 400] [--rounds 3] [--rate 50 --seconds 20]
+
+Bundles: synthetic ORU^R01 chest X-rays (connector.stream.synthetic) through the real pipeline with the rule
+labeler, one report version each, distinct accessions; records carry the headers `radlabel run` writes. Every
+variant starts on a fresh Medplum process; variants run round-robin over --rounds so machine load hits each alike;
+the table reports the median round.
+
+- plain POST: an httpx.AsyncClient POSTs every bundle as a transaction, `--in-flight` at a time. The server's own
+  limit for these bundles, and the target's baseline ("the sink adds <= 10 %").
+- plain read+POST: the same loop doing the sink's requests for a first version (read the report's Provenance: not
+  there, so no search for labels to retire; POST): what the version check costs by itself.
+- sink: a SinkApp (the shared consume loop + connector.sink) in this process, subscribed before the records are
+  published to Tansu; transactions/s from the first publish to the last acceptance. Same --in-flight.
+- latency at R msg/s: records published at R/s with their create time; latency = the server's
+  Provenance.meta.lastUpdated minus the record's timestamp (same host clock). Side by side: plain POSTs paced at
+  R/s, each timed from send to answer (what the server alone costs at that rate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from connector.pipeline import Converted, convert_message, parse_reports
+from connector.rules.labeler import RuleLabeler
+from connector.settings import KafkaSettings, Settings, SinkSettings
+from connector.sink.app import SinkApp
+from connector.stream.broker import LocalBroker, create_topics
+from connector.stream.synthetic import oru_message
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER_DIR = REPO / "tests" / "fhir_server"
+PARTITIONS = 3
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def build_records(n: int, offset: int = 0) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    labeler = RuleLabeler()
+    out = []
+    for i in range(offset, offset + n):
+        raw = oru_message(i)
+        report = parse_reports(raw)[0]
+        (item,) = asyncio.run(convert_message(raw, labeler))
+        assert isinstance(item, Converted)
+        iso = lambda t: t.isoformat() if t else ""  # noqa: E731
+        headers = [("report-id", report.diagnostic_report_id.encode()), ("report-status", report.status.encode()),
+                   ("report-time", iso(report.report_time).encode()), ("message-time", iso(report.message_time).encode()),
+                   ("fhir-profile", b"standalone")]
+        out.append((item.key.encode(), item.bundle, headers))
+    return out
+
+
+class Medplum:
+    def __enter__(self) -> Medplum:
+        self.proc = subprocess.Popen([shutil.which("node") or "node", "server.mjs", "0"], cwd=SERVER_DIR,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+async def plain(url: str, records, in_flight: int, *, like_sink: bool) -> float:
+    gate = asyncio.Semaphore(in_flight)
+    async with httpx.AsyncClient(base_url=url + "/", timeout=60,
+                                 limits=httpx.Limits(max_connections=in_flight * 2)) as client:
+        async def one(value: bytes) -> None:
+            async with gate:
+                if like_sink:
+                    bundle = orjson.loads(value)
+                    prov = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Provenance")
+                    assert (await client.get(f"Provenance/{prov['id']}")).status_code == 404
+                response = await client.post("", content=value, headers={"content-type": "application/fhir+json"})
+                assert response.status_code == 200, response.text[:300]
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(v) for _, v, _ in records))
+        return len(records) / (time.perf_counter() - started)
+
+
+async def publish(bootstrap: str, topic: str, records, rate: float | None = None) -> list[int]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    await producer.start()
+    stamps = []
+    try:
+        futures = []
+        started = time.monotonic()
+        for i, (key, value, headers) in enumerate(records):
+            if rate:
+                delay = started + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            stamp = int(time.time() * 1000)
+            stamps.append(stamp)
+            futures.append(await producer.send(topic, value, key=key, headers=headers, timestamp_ms=stamp))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return stamps
+
+
+async def start_sink(bootstrap: str, url: str, in_flight: int) -> tuple[SinkApp, asyncio.Task, str]:
+    suffix = uuid.uuid4().hex[:8]
+    topic = f"bench-fhir-{suffix}"
+    await create_topics(bootstrap, {topic: PARTITIONS, f"bench-dlq-{suffix}": 1})
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, output_topic=topic, max_batch=64),
+                        sink=SinkSettings(fhir_url=url, group_id=f"bench-{suffix}", max_in_flight=in_flight,
+                                          dead_letter_topic=f"bench-dlq-{suffix}"), http_port=-1, log_level="WARNING")
+    app = SinkApp(settings)
+    task = asyncio.create_task(app.run())
+    while len(app.consumer.assignment()) < PARTITIONS:  # joined: the group's first rebalance is not measured
+        await asyncio.sleep(0.05)
+    return app, task, topic
+
+
+async def sink_rate(bootstrap: str, url: str, records, in_flight: int) -> float:
+    app, task, topic = await start_sink(bootstrap, url, in_flight)
+    try:
+        started = time.perf_counter()
+        await publish(bootstrap, topic, records)
+        while app.sink_metrics.sent._value.get() < len(records):
+            if task.done():
+                raise RuntimeError(f"sink stopped: {task.exception()!r}")
+            await asyncio.sleep(0.005)
+        return len(records) / (time.perf_counter() - started)
+    finally:
+        app.request_stop()
+        await task
+
+
+async def sink_latency(bootstrap: str, url: str, records, rate: float, in_flight: int) -> list[float]:
+    app, task, topic = await start_sink(bootstrap, url, in_flight)
+    try:
+        stamps = await publish(bootstrap, topic, records, rate=rate)
+        while app.sink_metrics.sent._value.get() < len(records):
+            await asyncio.sleep(0.05)
+    finally:
+        app.request_stop()
+        await task
+    out = []
+    async with httpx.AsyncClient(base_url=url + "/") as client:
+        for (_, value, _), stamp in zip(records, stamps):
+            prov_id = next(e["resource"]["id"] for e in orjson.loads(value)["entry"]
+                           if e["resource"]["resourceType"] == "Provenance")
+            updated = (await client.get(f"Provenance/{prov_id}")).json()["meta"]["lastUpdated"]
+            out.append(datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp() * 1000 - stamp)
+    return out
+
+
+async def plain_latency(url: str, records, rate: float) -> list[float]:
+    out: list[float] = []
+    async with httpx.AsyncClient(base_url=url + "/", timeout=60) as client:
+        async def one(value: bytes) -> None:
+            t = time.perf_counter()
+            response = await client.post("", content=value, headers={"content-type": "application/fhir+json"})
+            assert response.status_code == 200
+            out.append((time.perf_counter() - t) * 1000)
+
+        tasks = []
+        started = time.monotonic()
+        for i, (_, value, _) in enumerate(records):
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(value)))
+        await asyncio.gather(*tasks)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    records = build_records(args.messages)
+    latency_records = build_records(int(args.rate * args.seconds), offset=args.messages)
+    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()}, "
+          f"bundle {statistics.median(len(v) for _, v, _ in records)} bytes median")
+    results: dict[str, list[float]] = {"plain POST": [], "plain read+POST": [], "sink": []}
+    with LocalBroker() as broker:
+        for rnd in range(args.rounds):
+            for name in results:
+                with Medplum() as server:
+                    if name == "sink":
+                        rate = asyncio.run(sink_rate(broker.bootstrap_servers, server.url, records, args.in_flight))
+                    else:
+                        rate = asyncio.run(plain(server.url, records, args.in_flight,
+                                                 like_sink=name != "plain POST"))
+                results[name].append(rate)
+                print(f"round {rnd + 1} {name}: {rate:.1f} transactions/s  (load {os.getloadavg()[0]:.2f})")
+        with Medplum() as server:
+            lat = asyncio.run(sink_latency(broker.bootstrap_servers, server.url, latency_records, args.rate,
+                                           args.in_flight))
+        with Medplum() as server:
+            plain_lat = asyncio.run(plain_latency(server.url, latency_records, args.rate))
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print("\n| variant | transactions/s (median of rounds) | rounds |")
+    print("|---|---|---|")
+    for name, values in results.items():
+        print(f"| {name} | {med[name]:.1f} | {', '.join(f'{v:.1f}' for v in values)} |")
+    print(f"\nsink vs plain POST: {100 * (1 - med['sink'] / med['plain POST']):+.1f} % fewer transactions/s; "
+          f"vs plain read+POST: {100 * (1 - med['sink'] / med['plain read+POST']):+.1f} %")
+    for name, values in (("sink, record -> server-accepted", lat), ("plain POST round trip", plain_lat)):
+        print(f"latency at {args.rate:g} msg/s, {name}, {len(values)} records: p50 {percentile(values, 50):.0f} ms, "
+              f"p95 {percentile(values, 95):.0f} ms, p99 {percentile(values, 99):.0f} ms, max {max(values):.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
