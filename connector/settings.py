@@ -260,6 +260,9 @@ class SinkAuthSettings(_Section):
     token_url: str | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
+    # How a client secret is presented: HTTP Basic (RFC 6749's preferred client_secret_basic) or form fields
+    # (client_secret_post, which some identity providers expect).
+    client_secret_method: Literal["basic", "post"] = "basic"
     private_key_file: str | None = None  # PEM; private_key_jwt client authentication (RFC 7523)
     private_key_alg: Literal["RS384", "ES384", "RS256", "ES256"] = "RS384"  # SMART requires RS384 or ES384
     key_id: str | None = None  # the JWK "kid" the server knows the public key by

@@ -89,10 +89,14 @@ class ClientCredentials(httpx.Auth):
             form["client_assertion_type"] = JWT_BEARER_ASSERTION
             form["client_assertion"] = self._assertion()
         else:
-            # RFC 6749 §2.3.1: id and secret are form-encoded before the Basic encoding.
             secret = s.client_secret.get_secret_value() if s.client_secret else ""
-            pair = f"{quote_plus(s.client_id or '')}:{quote_plus(secret)}".encode()
-            headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
+            if s.client_secret_method == "post":
+                form["client_id"] = s.client_id or ""
+                form["client_secret"] = secret
+            else:
+                # RFC 6749 §2.3.1: id and secret are form-encoded before the Basic encoding.
+                pair = f"{quote_plus(s.client_id or '')}:{quote_plus(secret)}".encode()
+                headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
         return httpx.Request("POST", s.token_url or "", data=form, headers=headers)
 
     def _assertion(self) -> str:

@@ -137,6 +137,9 @@ class TokenEndpoint:
                               and jwt.get_unverified_header(form["client_assertion"]).get("kid") == "k1")
                     except jwt.PyJWTError:
                         ok = False
+                elif "client_secret" in form:  # client_secret_post
+                    ok = form["client_id"] == client_id and form.pop("client_secret") == secret
+                    form.pop("client_id")
                 else:
                     expected = "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
                     ok = self.headers.get("authorization") == expected
@@ -191,6 +194,12 @@ async def test_oauth2_client_credentials_round_trip():
         with pytest.raises(FhirUnavailable, match="token endpoint refused the client"):
             await bad.read("Patient", "p")
         await bad.aclose()
+        # the secret as form fields (client_secret_post), for providers that expect it there
+        post, _ = client(server.url, auth=auth.model_copy(update={"client_secret_method": "post"}))
+        server.control(tokens=[f"tok-{len(endpoint.issued) + 1}"])
+        assert await post.read("Patient", "p") is None
+        assert endpoint.forms[-1] == {"grant_type": "client_credentials", "scope": "system/Observation.write"}
+        await post.aclose()
     finally:
         await fhir.aclose()
         endpoint.close()
