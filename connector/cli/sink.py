@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         from connector.cli.errors import CliError, ExitCode
         from connector.logging import configure_logging
         from connector.settings import SettingsError, load_settings
+        from connector.sink.auth import AuthConfigError
         from connector.stream.connect import BrokerUnavailable
 
         settings = load_settings(config, flag_names=_SINK_FLAGS, kafka=dict(bootstrap_servers=bootstrap_servers),
@@ -50,5 +51,5 @@ def register(app: typer.Typer) -> None:
             asyncio.run(_run_sink(settings))
         except BrokerUnavailable as exc:
             raise CliError(str(exc), ExitCode.UNAVAILABLE) from None
-        except ValueError as exc:  # an unreadable key file or similar, found while building the client
+        except AuthConfigError as exc:  # an unreadable key file, found while building the client
             raise SettingsError(str(exc)) from None

@@ -61,6 +61,8 @@ class SinkApp(ConsumeLoop):
         futures = [await self.producer.send(self.settings.sink.dead_letter_topic, d.value, key=d.key,
                                             headers=d.headers()) for d in result.dead_letters or ()]
         await asyncio.gather(*futures)  # acks=all: the dead letters are on the broker before any offset moves
+        for dead in result.dead_letters or ():
+            self.sink_metrics.rejected.labels(dead.reason).inc()
 
     async def downstream_ready(self) -> tuple[bool, str]:
         """The server answers its CapabilityStatement (cached, bounded): an idle sink whose server is down or

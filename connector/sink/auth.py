@@ -29,6 +29,10 @@ log = get_logger(__name__)
 JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
+class AuthConfigError(ValueError):
+    """sink.auth names something unusable (an unreadable key file): a settings error, found at start-up."""
+
+
 class TokenUnavailable(Exception):
     """No token could be obtained. transient: the token endpoint was unreachable or answered 5xx/429 (retry);
     otherwise it refused the client (a configuration problem)."""
@@ -159,6 +163,6 @@ def make_auth(settings: SinkAuthSettings, *, verify=True, timeout_s: float = 30.
             try:
                 key = Path(settings.private_key_file).read_bytes()
             except OSError as exc:
-                raise ValueError(f"sink.auth.private_key_file unreadable: {exc.strerror}") from None
+                raise AuthConfigError(f"sink.auth.private_key_file unreadable: {exc.strerror}") from None
         return ClientCredentials(settings, private_key=key)
     return None

@@ -94,18 +94,21 @@ class SinkWriter:
 
     async def _apply(self, record: Record, facts: BundleFacts, result: BatchResult) -> None:
         for _ in range(MAX_CONFLICTS):
-            state = await self._read_state(facts)
-            decision = plan(facts, state, retire=self.settings.retire)
-            if isinstance(decision, Skip):
-                if decision.reason == "stale":
-                    result.stale += 1
-                    self.metrics.stale.inc()
-                else:
-                    result.duplicates += 1
-                    self.metrics.duplicates.inc()
-                log.info("fhir_skipped", reason=decision.reason, partition=record.partition, offset=record.offset)
-                return
             try:
+                # A 4xx on our own read or search is about this record too (e.g. an accession the server cannot
+                # search for): a dead letter, like a refused transaction.
+                state = await self._read_state(facts)
+                decision = plan(facts, state, retire=self.settings.retire)
+                if isinstance(decision, Skip):
+                    if decision.reason == "stale":
+                        result.stale += 1
+                        self.metrics.stale.inc()
+                    else:
+                        result.duplicates += 1
+                        self.metrics.duplicates.inc()
+                    log.info("fhir_skipped", reason=decision.reason, partition=record.partition,
+                             offset=record.offset)
+                    return
                 if self.settings.conditional_references == "sink":
                     await self._resolve(decision.transaction)
                 await self.client.transaction(decision.transaction)
@@ -160,7 +163,7 @@ class SinkWriter:
             raise _Unresolved("a conditional reference matches no resource and the bundle creates none") from None
 
     def _dead(self, record: Record, reason: str, detail: str, outcome: bytes | None = None) -> dl.SinkDeadLetter:
-        self.metrics.rejected.labels(reason).inc()
+        # Counted by the app once the dead letter is on the broker (a held batch is retried: no double count).
         log.warning("fhir_dead_lettered", reason=reason, partition=record.partition, offset=record.offset)
         return dl.SinkDeadLetter(reason=reason, detail=detail, key=record.key, value=record.value or b"",
                                  headers_in=tuple(record.headers or ()),

@@ -1,6 +1,6 @@
 // A real FHIR R4 engine for the test suite: Medplum's FHIR router (transactions, PUT/DELETE, search, history)
 // over its in-memory repository, served over HTTP. Usage: node server.mjs [port]  (0 = pick a free port).
-// Prints "listening <port>" on stdout once ready. Test-only: no persistence.
+// Prints "listening <port>" on stdout once ready. Test-only: no persistence. Transactions are atomic (see below).
 //
 // Test controls (for the sink tests), all off by default:
 // - bearer auth: env FHIR_TEST_TOKENS="t1,t2" (or control "tokens"): every FHIR request needs
@@ -37,6 +37,39 @@ function issue(code, text) {
   return { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, details: { text } }] };
 }
 const repo = new MemoryRepository();
+
+// Atomic transactions, as real servers have them: the in-memory repository applies a transaction's entries one by
+// one and keeps those before a failing one. Every write goes through a journal; a transaction that fails is undone
+// from it. FHIR interactions run one at a time (node runs them on one thread anyway), so no other request's writes
+// are caught in a journal or undone with it.
+let journal = null;
+const createResource = repo.createResource.bind(repo);
+repo.createResource = async (resource) => {
+  const type = resource.resourceType;
+  const prev = resource.id ? repo.resources.get(type)?.get(resource.id) : undefined;
+  const created = await createResource(resource);
+  journal?.push({ type, id: created.id, prev, deleted: false });
+  return created;
+};
+const deleteResource = repo.deleteResource.bind(repo);
+repo.deleteResource = async (type, id) => {
+  const prev = repo.resources.get(type)?.get(id);
+  await deleteResource(type, id);
+  journal?.push({ type, id, prev, deleted: true });
+};
+function rollback(entries) {
+  for (const { type, id, prev, deleted } of entries.reverse()) {
+    if (!deleted) repo.history.get(type)?.get(id)?.pop();
+    if (prev) repo.resources.get(type).set(id, prev);
+    else repo.resources.get(type)?.delete(id);
+  }
+}
+let queue = Promise.resolve();
+function serialized(fn) {
+  const run = queue.then(fn);
+  queue = run.catch(() => undefined);
+  return run;
+}
 
 function readBody(req) {
   return new Promise((resolve, reject) => {
@@ -87,17 +120,31 @@ const server = http.createServer(async (req, res) => {
       query[k] = k in query ? [].concat(query[k], v) : v;
     }
     const pathname = url.pathname.replace(/^\/fhir\/R4/, '') || '/';
+    const body = text ? JSON.parse(text) : undefined;
     const fhirRequest = {
       method: req.method,
       url: pathname + url.search,
 
-      body: text ? JSON.parse(text) : undefined,
+      body,
       params: {},
       query,
       headers: req.headers,
       config: { transactions: true },
     };
-    const [outcome, resource] = await router.handleRequest(fhirRequest, repo);
+    const atomic = req.method === 'POST' && pathname === '/' && body?.type === 'transaction';
+    const [outcome, resource] = await serialized(async () => {
+      journal = atomic ? [] : null;
+      try {
+        const answer = await router.handleRequest(fhirRequest, repo);
+        if (atomic && getStatus(answer[0]) >= 400) rollback(journal);
+        return answer;
+      } catch (err) {
+        if (atomic) rollback(journal);
+        throw err;
+      } finally {
+        journal = null;
+      }
+    });
     res.writeHead(getStatus(outcome), { 'content-type': 'application/fhir+json' });
     res.end(JSON.stringify(resource ?? outcome));
   } catch (err) {

@@ -145,9 +145,8 @@ async def test_rejected_bundle_is_a_dead_letter_and_the_stream_flows(topics, med
     good = [record(f"DLQ{i}", "F", {"Edema": "-"}, result_time=T0) for i in range(6)]
     key, value, headers = record("DLQBAD", "F", {"Edema": "-"}, result_time=T0)
     bad_bundle = orjson.loads(value)
-    # The server refuses the transaction (id and URL differ). The first entry: the test engine's in-memory
-    # repository is not atomic (it keeps the entries it applied before the failing one); real servers roll back.
-    bad_bundle["entry"][0]["request"]["url"] = "Patient/not-its-id"
+    # The server refuses the transaction (id and URL differ) at its last entry: nothing of it is kept (atomic).
+    bad_bundle["entry"][-1]["request"]["url"] = "Provenance/not-its-id"
     bad_value = orjson.dumps(bad_bundle)
     not_json = (b"k", b"MSH|^~\\&|not a bundle", [("report-status", b"F")])
     stream = [*good[:3], (key, bad_value, headers), not_json, *good[3:]]

@@ -1,0 +1,72 @@
+"""The writer's guard against a concurrent writer of the same report, on the real Medplum engine: another writer
+lands a newer version between the sink's read and its write; the sink's If-Match makes the server answer 412, the
+sink reads again, finds the newer version and skips its own older one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from connector.settings import SinkSettings
+from connector.sink.client import FhirClient
+from connector.sink.metrics import SinkMetrics
+from connector.sink.writer import SinkWriter
+
+from tests.sink.bundles import ids, record
+from tests.sink.streaming import live
+
+
+@dataclass
+class Rec:
+    key: bytes
+    value: bytes
+    headers: list
+    topic: str = "t"
+    partition: int = 0
+    offset: int = 0
+    timestamp_ms: int | None = None
+
+
+class RaceTransport(httpx.AsyncBaseTransport):
+    """Forwards to the server; just before the first transaction, another writer applies ``intruder``."""
+
+    def __init__(self, url: str, intruder: bytes) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.url = url
+        self.intruder = intruder
+        self.raced = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and not self.raced:
+            self.raced = True
+            async with httpx.AsyncClient() as other:
+                answer = await other.post(self.url, content=self.intruder,
+                                          headers={"content-type": "application/fhir+json"})
+                assert answer.status_code == 200
+        return await self.inner.handle_async_request(request)
+
+
+async def test_concurrent_newer_version_wins_through_if_match(medplum):
+    prelim = Rec(*record("RACE1", "P", {"Pneumothorax": "+", "Edema": "?"}, result_time="2025-01-01T08:00:00Z"))
+    final = Rec(*record("RACE1", "F", {"Pneumothorax": "+"}, result_time="2025-01-01T09:00:00Z"))
+    corrected = record("RACE1", "C", {"Pneumothorax": "-", "Edema": "-"}, result_time="2025-01-01T10:00:00Z")[1]
+    settings = SinkSettings(fhir_url=medplum.url)
+    metrics = SinkMetrics(CollectorRegistry())
+    plain = FhirClient(settings, metrics)
+    assert (await SinkWriter(plain, settings, metrics).write([prelim])).applied == 1
+    await plain.aclose()
+
+    transport = RaceTransport(medplum.url + "/", corrected)
+    client = FhirClient(settings, metrics, transport=transport)
+    try:
+        result = await SinkWriter(client, settings, metrics).write([final])
+    finally:
+        await client.aclose()
+    assert transport.raced
+    assert metrics.retried.labels("conflict")._value.get() == 1  # the server refused our write (412)
+    assert (result.applied, result.stale) == (0, 1)  # re-read: the correction is newer, the final is stale
+    # nothing of the refused final stayed (the transaction is atomic): the server holds the correction
+    assert live(medplum, "RACE1") == {"Pneumothorax": "2667000", "Edema": "2667000"}
+    assert medplum.get(f"DiagnosticReport/{ids('RACE1')['report']}")["status"] == "corrected"
