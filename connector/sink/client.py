@@ -79,6 +79,17 @@ def ssl_context(ca_file: str | None) -> ssl.SSLContext:
     return context
 
 
+def _tls_refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx wraps httpcore's error, which wraps the ssl module's
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class FhirClient:
     def __init__(self, settings: SinkSettings, metrics: SinkMetrics, *, transport: httpx.AsyncBaseTransport | None = None,
                  rng: random.Random | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
@@ -142,7 +153,10 @@ class FhirClient:
                 response = await self.http.request(method, url, **kwargs)
             except httpx.TimeoutException:
                 last = "timeout"
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
+                if _tls_refused(exc):  # not transient: retrying cannot make the certificate trusted
+                    raise FhirUnavailable("TLS verification of the FHIR server failed: is its CA in the system "
+                                          "store or in sink.ca_file?") from None
                 last = "connection"
             except TokenUnavailable as exc:
                 last = "token"
