@@ -10,8 +10,8 @@ the table reports the median round.
 
 - plain POST: an httpx.AsyncClient POSTs every bundle as a transaction, `--in-flight` at a time. The server's own
   limit for these bundles, and the target's baseline ("the sink adds <= 10 %").
-- plain read+POST: the same loop doing the sink's requests for a first version (read the report's Provenance: not
-  there, so no search for labels to retire; POST): what the version check costs by itself.
+- plain read+POST: the same loop reading each report's Provenance before its POST: what the version check would
+  cost as one read per record (the sink reads a poll batch's Provenances in one FHIR batch request instead).
 - sink: a SinkApp (the shared consume loop + connector.sink) in this process, subscribed before the records are
   published to Tansu; transactions/s from the first publish to the last acceptance. Same --in-flight.
 - latency at R msg/s: records published at R/s with their create time; latency = the server's

@@ -128,6 +128,23 @@ class FhirClient:
         response = await self._request("GET", f"{resource_type}/{resource_id}", kind="read", missing_ok=True)
         return None if response.status_code in (404, 410) else response.json()
 
+    async def read_many(self, resource_type: str, ids: list[str]) -> dict[str, dict | None]:
+        """Several reads in one round trip (a FHIR `batch` of GETs): id -> resource, or None when the server has
+        none. An id whose entry answered anything else is left out (the caller reads it alone). Raises
+        FhirRejected when the server refuses batches."""
+        bundle = {"resourceType": "Bundle", "type": "batch",
+                  "entry": [{"request": {"method": "GET", "url": f"{resource_type}/{i}"}} for i in ids]}
+        response = await self._request("POST", "", content=orjson.dumps(bundle), headers={"content-type": FHIR_JSON},
+                                       kind="batch-read")
+        out: dict[str, dict | None] = {}
+        for resource_id, entry in zip(ids, response.json().get("entry") or ()):
+            status = str((entry.get("response") or {}).get("status", "")).split(" ", 1)[0]
+            if status == "200" and (entry.get("resource") or {}).get("id") == resource_id:
+                out[resource_id] = entry["resource"]
+            elif status in ("404", "410"):
+                out[resource_id] = None
+        return out
+
     async def search(self, resource_type: str, params: dict[str, str]) -> list[dict]:
         """Every match, following the server's `next` links (bounded, for a broken server)."""
         out: list[dict] = []

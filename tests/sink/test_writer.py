@@ -70,3 +70,42 @@ async def test_concurrent_newer_version_wins_through_if_match(medplum):
     # nothing of the refused final stayed (the transaction is atomic): the server holds the correction
     assert live(medplum, "RACE1") == {"Pneumothorax": "2667000", "Edema": "2667000"}
     assert medplum.get(f"DiagnosticReport/{ids('RACE1')['report']}")["status"] == "corrected"
+
+
+class NoBatches(httpx.AsyncBaseTransport):
+    """A server without FHIR batch support: 400 for a batch Bundle, everything else forwarded."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and b'"type":"batch"' in request.content:
+            self.refused += 1
+            return httpx.Response(400, json={"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "not-supported"}]})
+        return await self.inner.handle_async_request(request)
+
+
+async def test_state_is_read_in_one_batch_and_read_alone_where_batches_are_refused(medplum):
+    records = [Rec(*record(f"BAT{i}", "F", {"Edema": "?"}, result_time="2025-01-01T08:00:00Z"), offset=i)
+               for i in range(4)]
+    settings = SinkSettings(fhir_url=medplum.url)
+    metrics = SinkMetrics(CollectorRegistry())
+    transport = NoBatches()
+    client = FhirClient(settings, metrics, transport=transport)
+    writer = SinkWriter(client, settings, metrics)
+    try:
+        assert (await writer.write(records[:2])).applied == 2
+        assert (await writer.write(records[2:])).applied == 2
+    finally:
+        await client.aclose()
+    assert transport.refused == 1  # asked once, then reads one by one
+    before = medplum.counters()["batches"]
+    client = FhirClient(settings, metrics)
+    try:
+        result = await SinkWriter(client, settings, metrics).write(records)  # a replay of all four
+    finally:
+        await client.aclose()
+    assert (result.applied, result.duplicates) == (0, 4)
+    assert medplum.counters()["batches"] == before + 1  # four Provenances in one request
