@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -68,15 +67,20 @@ def plan(facts: BundleFacts, state: ServerState, *,
     if _digest_of(state.provenance) == facts.digest:
         return Skip("duplicate", held)
 
-    transaction = copy.deepcopy(facts.bundle)
-    for entry in transaction.get("entry") or ():
+    # Copy on write: the record's bundle is shared, only the Provenance entry and the entry list are new (a deep
+    # copy of a 25 KB bundle was the sink's largest CPU cost per record).
+    entries = list(facts.bundle.get("entry") or ())
+    for n, entry in enumerate(entries):
         resource = entry.get("resource") or {}
         if resource.get("resourceType") == "Provenance" and resource.get("id") == facts.provenance_id:
-            meta = resource.setdefault("meta", {})
+            meta = dict(resource.get("meta") or {})
             tags = [t for t in meta.get("tag") or () if t.get("system") != DIGEST_TAG_SYSTEM]
             meta["tag"] = [*tags, {"system": DIGEST_TAG_SYSTEM, "code": facts.digest}]
+            request = dict(entry.get("request") or {})
             if state.provenance is not None and _etag(state.provenance):
-                entry.setdefault("request", {})["ifMatch"] = _etag(state.provenance)
+                request["ifMatch"] = _etag(state.provenance)
+            entries[n] = {**entry, "resource": {**resource, "meta": meta}, "request": request}
+    transaction = {**facts.bundle, "entry": entries}
 
     retired = 0
     if facts.retires:

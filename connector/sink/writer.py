@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl
 
+import orjson
+
 from connector.logging import get_logger
 from connector.settings import SinkSettings
 from connector.sink import dead_letter as dl
@@ -130,9 +132,12 @@ class SinkWriter:
                     log.info("fhir_skipped", reason=decision.reason, partition=record.partition,
                              offset=record.offset)
                     return
+                transaction = decision.transaction
                 if self.settings.conditional_references == "sink":
-                    await self._resolve(decision.transaction)
-                await self.client.transaction(decision.transaction)
+                    # resolved in place: on a copy of its own, since the plan shares the record's resources
+                    transaction = orjson.loads(orjson.dumps(transaction))
+                    await self._resolve(transaction)
+                await self.client.transaction(transaction)
             except FhirConflict:
                 self.metrics.retried.labels("conflict").inc()
                 continue
