@@ -93,7 +93,8 @@ async def plain(url: str, records, in_flight: int, *, like_sink: bool) -> float:
                     bundle = orjson.loads(value)
                     prov = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Provenance")
                     assert (await client.get(f"Provenance/{prov['id']}")).status_code == 404
-                response = await client.post("", content=value, headers={"content-type": "application/fhir+json"})
+                response = await client.post("", content=value, headers={"content-type": "application/fhir+json",
+                                                                         "prefer": "return=minimal"})
                 assert response.status_code == 200, response.text[:300]
 
         started = time.perf_counter()

@@ -116,13 +116,15 @@ class FhirClient:
         await self.http.aclose()
 
     # -- FHIR interactions -----------------------------------------------------------------------------------
-    async def transaction(self, bundle: dict) -> dict:
-        """POST [base] the transaction; the server's transaction-response."""
+    async def transaction(self, bundle: dict) -> httpx.Response:
+        """POST [base] the transaction. `Prefer: return=minimal`: the sink needs the status only, so a server that
+        honours it does not send every resource back (one that does not: the body is not parsed either)."""
         started = time.perf_counter()
         response = await self._request("POST", "", content=orjson.dumps(bundle),
-                                       headers={"content-type": FHIR_JSON}, kind="transaction")
+                                       headers={"content-type": FHIR_JSON, "prefer": "return=minimal"},
+                                       kind="transaction")
         self.metrics.request_seconds.observe(time.perf_counter() - started)
-        return response.json()
+        return response
 
     async def read(self, resource_type: str, resource_id: str) -> dict | None:
         response = await self._request("GET", f"{resource_type}/{resource_id}", kind="read", missing_ok=True)
