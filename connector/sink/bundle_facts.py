@@ -115,8 +115,15 @@ def is_ours(observation: dict, report_id: str | None) -> bool:
 
 
 def _accession(labels: list[dict], resources: list[dict], bundle: dict) -> Identifier | None:
-    """The report's accession identifier: a label's second identifier, else the DiagnosticReport's ACSN identifier,
-    else a conditional DiagnosticReport reference (a cancelled enrich version has no labels and no report)."""
+    """The report's accession identifier: the Provenance's source entity's identifier (present even when a
+    cancelled version has no labels), else a label's second identifier, else the DiagnosticReport's ACSN
+    identifier, else a conditional DiagnosticReport reference."""
+    for res in resources:
+        if res.get("resourceType") == "Provenance":
+            for entity in res.get("entity") or ():
+                ident = (entity.get("what") or {}).get("identifier") or {}
+                if ident.get("system") and ident.get("value"):
+                    return Identifier(ident["system"], ident["value"])
     for obs in labels:
         idents = obs.get("identifier") or ()
         if len(idents) > 1 and idents[1].get("system") and idents[1].get("value"):

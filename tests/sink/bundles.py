@@ -89,6 +89,7 @@ def bundle(accession: str, status: str, findings: dict[str, str], *, result_time
     entries.extend(_put(o) for o in observations)
     entries.append(_put({"resourceType": "Provenance", "id": i["provenance"], "extension": [ext],
                          "target": [report_ref, *({"reference": f"Observation/{o['id']}"} for o in observations)],
+                         "entity": [{"role": "source", "what": {**report_ref, "identifier": acc_ident}}],
                          "recorded": message_time or "1970-01-01T00:00:00+00:00",
                          "agent": [{"who": {"reference": f"Device/{i['device']}"}}]}))
     return {"resourceType": "Bundle", "id": str(uuid.uuid5(NS, f"{accession}|{status}|{result_time}")),

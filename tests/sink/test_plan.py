@@ -117,10 +117,15 @@ def test_first_version_and_foreign_observations_retire_nothing():
     assert plan(prelim, ServerState(state.provenance, [foreign])).retired == 0
 
 
-def test_enrich_cancel_finds_the_accession_in_a_conditional_reference():
+def test_a_cancel_finds_its_accession_without_labels():
     cancelled = facts(accession="ACC9", status="X", findings={}, profile="enrich")
-    assert cancelled.accession.system == ACC_SYSTEM and cancelled.accession.value == "ACC9"
+    assert cancelled.accession.system == ACC_SYSTEM and cancelled.accession.value == "ACC9"  # Provenance entity
     assert cancelled.profile == "enrich"
+    # without the entity's identifier, the conditional DiagnosticReport reference still names it
+    b = bundle("ACC9", "X", {}, profile="enrich")
+    for entry in b["entry"]:
+        entry["resource"].pop("entity", None)
+    assert read_record(orjson.dumps(b), {}).accession.value == "ACC9"
 
 
 def test_conditional_references_resolved_by_the_sink():
