@@ -12,8 +12,9 @@ the table reports the median round.
   limit for these bundles, and the target's baseline ("the sink adds <= 10 %").
 - plain read+POST: the same loop reading each report's Provenance before its POST: what the version check would
   cost as one read per record (the sink reads a poll batch's Provenances in one FHIR batch request instead).
-- sink: a SinkApp (the shared consume loop + connector.sink) in this process, subscribed before the records are
-  published to Tansu; transactions/s from the first publish to the last acceptance. Same --in-flight.
+- sink: a SinkApp (the shared consume loop + connector.sink) in this process, started once the records are on
+  Tansu (3 partitions); transactions/s from its first consumed record to the last acceptance (the group join is
+  not measured). Same --in-flight, max_batch 64.
 - latency at R msg/s: records published at R/s with their create time; latency = the server's
   Provenance.meta.lastUpdated minus the record's timestamp (same host clock). Side by side: plain POSTs paced at
   R/s, each timed from send to answer (what the server alone costs at that rate).
@@ -54,6 +55,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Cpu:
+    """CPU seconds of this process (the client: plain loop, or sink + Kafka consumer) and of the FHIR server."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.pid = server_pid
+        self.client, self.server = time.process_time(), proc_cpu_s(server_pid)
+
+    def per_transaction_ms(self, n: int) -> tuple[float, float]:
+        return ((time.process_time() - self.client) * 1000 / n, (proc_cpu_s(self.pid) - self.server) * 1000 / n)
+
+
 def build_records(n: int, offset: int = 0) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
     labeler = RuleLabeler()
     out = []
@@ -83,7 +100,7 @@ class Medplum:
         self.proc.wait(10)
 
 
-async def plain(url: str, records, in_flight: int, *, like_sink: bool) -> float:
+async def plain(url: str, records, in_flight: int, *, like_sink: bool, server_pid: int) -> tuple[float, float, float]:
     gate = asyncio.Semaphore(in_flight)
     async with httpx.AsyncClient(base_url=url + "/", timeout=60,
                                  limits=httpx.Limits(max_connections=in_flight * 2)) as client:
@@ -97,9 +114,11 @@ async def plain(url: str, records, in_flight: int, *, like_sink: bool) -> float:
                                                                          "prefer": "return=minimal"})
                 assert response.status_code == 200, response.text[:300]
 
+        cpu = Cpu(server_pid)
         started = time.perf_counter()
         await asyncio.gather(*(one(v) for _, v, _ in records))
-        return len(records) / (time.perf_counter() - started)
+        rate = len(records) / (time.perf_counter() - started)
+        return (rate, *cpu.per_transaction_ms(len(records)))
 
 
 async def publish(bootstrap: str, topic: str, records, rate: float | None = None) -> list[int]:
@@ -123,30 +142,44 @@ async def publish(bootstrap: str, topic: str, records, rate: float | None = None
     return stamps
 
 
-async def start_sink(bootstrap: str, url: str, in_flight: int) -> tuple[SinkApp, asyncio.Task, str]:
-    suffix = uuid.uuid4().hex[:8]
-    topic = f"bench-fhir-{suffix}"
-    await create_topics(bootstrap, {topic: PARTITIONS, f"bench-dlq-{suffix}": 1})
+def _sink(bootstrap: str, url: str, in_flight: int, topic: str, suffix: str) -> tuple[SinkApp, asyncio.Task]:
     settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, output_topic=topic, max_batch=64),
                         sink=SinkSettings(fhir_url=url, group_id=f"bench-{suffix}", max_in_flight=in_flight,
                                           dead_letter_topic=f"bench-dlq-{suffix}"), http_port=-1, log_level="WARNING")
     app = SinkApp(settings)
-    task = asyncio.create_task(app.run())
+    return app, asyncio.create_task(app.run())
+
+
+async def start_sink(bootstrap: str, url: str, in_flight: int) -> tuple[SinkApp, asyncio.Task, str]:
+    suffix = uuid.uuid4().hex[:8]
+    topic = f"bench-fhir-{suffix}"
+    await create_topics(bootstrap, {topic: PARTITIONS, f"bench-dlq-{suffix}": 1})
+    app, task = _sink(bootstrap, url, in_flight, topic, suffix)
     while len(app.consumer.assignment()) < PARTITIONS:  # joined: the group's first rebalance is not measured
         await asyncio.sleep(0.05)
     return app, task, topic
 
 
-async def sink_rate(bootstrap: str, url: str, records, in_flight: int) -> float:
-    app, task, topic = await start_sink(bootstrap, url, in_flight)
+async def sink_rate(bootstrap: str, url: str, records, in_flight: int, server_pid: int) -> tuple[float, float, float]:
+    """The records are on the broker before the sink starts (the plain loops have theirs in memory too); timed
+    from the sink's first consumed record to the last acceptance, so neither publishing nor the group's join is
+    measured."""
+    suffix = uuid.uuid4().hex[:8]
+    topic = f"bench-fhir-{suffix}"
+    await create_topics(bootstrap, {topic: PARTITIONS, f"bench-dlq-{suffix}": 1})
+    await publish(bootstrap, topic, records)
+    app, task = _sink(bootstrap, url, in_flight, topic, suffix)
     try:
+        while app.metrics.consumed._value.get() == 0:
+            await asyncio.sleep(0.001)
+        cpu = Cpu(server_pid)
         started = time.perf_counter()
-        await publish(bootstrap, topic, records)
         while app.sink_metrics.sent._value.get() < len(records):
             if task.done():
                 raise RuntimeError(f"sink stopped: {task.exception()!r}")
-            await asyncio.sleep(0.005)
-        return len(records) / (time.perf_counter() - started)
+            await asyncio.sleep(0.002)
+        rate = len(records) / (time.perf_counter() - started)
+        return (rate, *cpu.per_transaction_ms(len(records)))
     finally:
         app.request_stop()
         await task
@@ -203,30 +236,35 @@ def main() -> None:
     latency_records = build_records(int(args.rate * args.seconds), offset=args.messages)
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()}, "
           f"bundle {statistics.median(len(v) for _, v, _ in records)} bytes median")
-    results: dict[str, list[float]] = {"plain POST": [], "plain read+POST": [], "sink": []}
+    results: dict[str, list[tuple[float, float, float]]] = {"plain POST": [], "plain read+POST": [], "sink": []}
     with LocalBroker() as broker:
         for rnd in range(args.rounds):
             for name in results:
                 with Medplum() as server:
                     if name == "sink":
-                        rate = asyncio.run(sink_rate(broker.bootstrap_servers, server.url, records, args.in_flight))
+                        row = asyncio.run(sink_rate(broker.bootstrap_servers, server.url, records, args.in_flight,
+                                                    server.proc.pid))
                     else:
-                        rate = asyncio.run(plain(server.url, records, args.in_flight,
-                                                 like_sink=name != "plain POST"))
-                results[name].append(rate)
-                print(f"round {rnd + 1} {name}: {rate:.1f} transactions/s  (load {os.getloadavg()[0]:.2f})")
+                        row = asyncio.run(plain(server.url, records, args.in_flight,
+                                                like_sink=name != "plain POST", server_pid=server.proc.pid))
+                results[name].append(row)
+                print(f"round {rnd + 1} {name}: {row[0]:.1f} transactions/s, CPU ms per transaction: client "
+                      f"{row[1]:.2f}, server {row[2]:.2f}  (load {os.getloadavg()[0]:.2f})")
         with Medplum() as server:
             lat = asyncio.run(sink_latency(broker.bootstrap_servers, server.url, latency_records, args.rate,
                                            args.in_flight))
         with Medplum() as server:
             plain_lat = asyncio.run(plain_latency(server.url, latency_records, args.rate))
-    med = {k: statistics.median(v) for k, v in results.items()}
-    print("\n| variant | transactions/s (median of rounds) | rounds |")
-    print("|---|---|---|")
-    for name, values in results.items():
-        print(f"| {name} | {med[name]:.1f} | {', '.join(f'{v:.1f}' for v in values)} |")
-    print(f"\nsink vs plain POST: {100 * (1 - med['sink'] / med['plain POST']):+.1f} % fewer transactions/s; "
-          f"vs plain read+POST: {100 * (1 - med['sink'] / med['plain read+POST']):+.1f} %")
+    med = {k: [statistics.median(r[i] for r in v) for i in range(3)] for k, v in results.items()}
+    print("\n| variant | transactions/s (median) | rounds | CPU ms / transaction: client + server = total (median) |")
+    print("|---|---|---|---|")
+    for name, rows in results.items():
+        m = med[name]
+        print(f"| {name} | {m[0]:.1f} | {', '.join(f'{r[0]:.0f}' for r in rows)} | "
+              f"{m[1]:.2f} + {m[2]:.2f} = {m[1] + m[2]:.2f} |")
+    base, sink = med["plain POST"], med["sink"]
+    print(f"\nsink vs plain POST: {100 * (1 - sink[0] / base[0]):+.1f} % fewer transactions/s (median); "
+          f"{100 * ((sink[1] + sink[2]) / (base[1] + base[2]) - 1):+.1f} % CPU per transaction (client + server)")
     for name, values in (("sink, record -> server-accepted", lat), ("plain POST round trip", plain_lat)):
         print(f"latency at {args.rate:g} msg/s, {name}, {len(values)} records: p50 {percentile(values, 50):.0f} ms, "
               f"p95 {percentile(values, 95):.0f} ms, p99 {percentile(values, 99):.0f} ms, max {max(values):.0f} ms")
