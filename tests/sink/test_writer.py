@@ -14,8 +14,8 @@ from connector.sink.client import FhirClient
 from connector.sink.metrics import SinkMetrics
 from connector.sink.writer import SinkWriter
 
-from tests.sink.bundles import ids, record
-from tests.sink.streaming import live
+from tests.sink.bundles import ids, observation_id, record
+from tests.sink.streaming import labels, live
 
 
 @dataclass
@@ -109,3 +109,23 @@ async def test_state_is_read_in_one_batch_and_read_alone_where_batches_are_refus
         await client.aclose()
     assert (result.applied, result.duplicates) == (0, 4)
     assert medplum.counters()["batches"] == before + 1  # four Provenances in one request
+
+
+async def test_retire_by_delete(medplum):
+    """sink.retire = delete: the finding a correction dropped is deleted, in the same transaction."""
+    prelim = Rec(*record("DEL1", "P", {"Pneumothorax": "+", "Pleural Effusion": "-"}, result_time="2025-01-01T08:00:00Z"))
+    corrected = Rec(*record("DEL1", "C", {"Pleural Effusion": "-"}, result_time="2025-01-01T09:00:00Z"), offset=1)
+    settings = SinkSettings(fhir_url=medplum.url, retire="delete")
+    metrics = SinkMetrics(CollectorRegistry())
+    client = FhirClient(settings, metrics)
+    try:
+        writer = SinkWriter(client, settings, metrics)
+        assert (await writer.write([prelim])).applied == 1
+        assert (await writer.write([corrected])).applied == 1
+    finally:
+        await client.aclose()
+    assert live(medplum, "DEL1") == {"Pleural Effusion": "2667000"}
+    assert labels(medplum, "DEL1") == {"Pleural Effusion": ("preliminary", "2667000")}  # nothing left retired
+    gone = httpx.get(f"{medplum.url}/Observation/{observation_id('DEL1', 'Pneumothorax')}")
+    assert gone.status_code in (404, 410)
+    assert metrics.retired._value.get() == 1
