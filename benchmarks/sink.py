@@ -79,10 +79,15 @@ def build_records(n: int, offset: int = 0) -> list[tuple[bytes, bytes, list[tupl
         report = parse_reports(raw)[0]
         (item,) = asyncio.run(convert_message(raw, labeler))
         assert isinstance(item, Converted)
-        iso = lambda t: t.isoformat() if t else ""  # noqa: E731
-        headers = [("report-id", report.diagnostic_report_id.encode()), ("report-status", report.status.encode()),
-                   ("report-time", iso(report.report_time).encode()), ("message-time", iso(report.message_time).encode()),
-                   ("fhir-profile", b"standalone")]
+        try:  # the connector's own output headers (issue 12/17 bundles)
+            from connector.pipeline import version_headers
+
+            headers = version_headers(item)
+        except ImportError:  # before them: the same facts, built here
+            iso = lambda t: t.isoformat() if t else ""  # noqa: E731
+            headers = [("report-id", report.diagnostic_report_id.encode()), ("report-status", report.status.encode()),
+                       ("report-time", iso(report.report_time).encode()),
+                       ("message-time", iso(report.message_time).encode()), ("fhir-profile", b"standalone")]
         out.append((item.key.encode(), item.bundle, headers))
     return out
 
