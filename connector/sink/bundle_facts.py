@@ -73,7 +73,24 @@ def read_record(value: bytes | None, headers: dict[str, str]) -> BundleFacts:
         raise NotABundle("invalid-bundle", "record value is not JSON") from None
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
         raise NotABundle("invalid-bundle", "record value is not a FHIR transaction Bundle")
-    resources = [e.get("resource") or {} for e in bundle.get("entry") or () if isinstance(e, dict)]
+    entries = bundle.get("entry") or []
+    # The shape the rest of the sink relies on, checked once here: a malformed record is a dead letter, never an
+    # exception that would stop the stream.
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("resource", {}), dict) and isinstance(e.get("request", {}), dict)
+            for e in entries):
+        raise NotABundle("invalid-bundle", "Bundle.entry is not a list of entries with resource/request objects")
+    resources = [e.get("resource") or {} for e in entries]
+    try:
+        return _facts(bundle, resources, value, headers)
+    except NotABundle:
+        raise
+    except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong JSON type somewhere inside
+        raise NotABundle("invalid-bundle", f"Bundle content is not shaped as FHIR resources ({type(exc).__name__})"
+                         ) from None
+
+
+def _facts(bundle: dict, resources: list[dict], value: bytes | None, headers: dict[str, str]) -> BundleFacts:
     provenance = next((r for r in resources if r.get("resourceType") == "Provenance"), None)
     labels = [r for r in resources if r.get("resourceType") == "Observation" and _label_identifier(r) is not None]
 

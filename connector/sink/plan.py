@@ -73,7 +73,7 @@ def plan(facts: BundleFacts, state: ServerState, *,
     for n, entry in enumerate(entries):
         resource = entry.get("resource") or {}
         if resource.get("resourceType") == "Provenance" and resource.get("id") == facts.provenance_id:
-            meta = dict(resource.get("meta") or {})
+            meta = dict(resource.get("meta") or {}) if isinstance(resource.get("meta") or {}, dict) else {}
             tags = [t for t in meta.get("tag") or () if t.get("system") != DIGEST_TAG_SYSTEM]
             meta["tag"] = [*tags, {"system": DIGEST_TAG_SYSTEM, "code": facts.digest}]
             request = dict(entry.get("request") or {})

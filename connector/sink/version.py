@@ -53,12 +53,14 @@ def _instant(value: str | None) -> float:
 
 def from_extension(resource: dict) -> ReportVersion | None:
     """The report-version extension of a resource (Provenance or label Observation), if it carries one."""
-    for ext in resource.get("extension") or ():
-        if ext.get("url") != VERSION_EXTENSION:
+    extensions = resource.get("extension")
+    for ext in extensions if isinstance(extensions, list) else ():
+        if not isinstance(ext, dict) or ext.get("url") != VERSION_EXTENSION:
             continue
-        parts = {e.get("url"): e for e in ext.get("extension") or ()}
+        inner = ext.get("extension")
+        parts = {e.get("url"): e for e in (inner if isinstance(inner, list) else ()) if isinstance(e, dict)}
         status = (parts.get("status") or {}).get("valueCode")
-        if not status:
+        if not isinstance(status, str) or not status:
             return None
         return ReportVersion(
             status=status,

@@ -183,3 +183,24 @@ def test_retry_after_forms():
 
 def test_ids_are_stable():
     assert ids("ACC1") == ids("ACC1") and ids("ACC1")["report"] != ids("ACC2")["report"]
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda b: b.update(entry={"not": "a list"}),
+    lambda b: b["entry"].append("a string"),
+    lambda b: b["entry"][0].update(resource=["a list"]),
+    lambda b: b["entry"][-1]["resource"].update(extension="text"),
+    lambda b: b["entry"][-1]["resource"].update(extension=["text", {"url": "urn:radlabel:extension:report-version",
+                                                                    "extension": "x"}]),
+    lambda b: [e["resource"].update(identifier="x") for e in b["entry"]],
+    lambda b: b["entry"][-1]["resource"].update(entity=[{"what": "x"}], id=None),
+])
+def test_malformed_records_are_dead_letters_or_decisions_never_crashes(mangle):
+    b = bundle("BAD1", "F", {"Edema": "?"})
+    mangle(b)
+    try:
+        facts = read_record(orjson.dumps(b), {"report-status": "F"})
+    except NotABundle as exc:
+        assert exc.reason in ("invalid-bundle", "no-report-version")
+        return
+    assert isinstance(plan(facts, ServerState()), Send)
