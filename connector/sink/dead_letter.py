@@ -36,7 +36,7 @@ class SinkDeadLetter:
     outcome: bytes | None = None
 
     def headers(self) -> list[tuple[str, bytes]]:
-        kept = [(k, v) for k, v in self.headers_in if k not in _OWN]
+        kept = [(k, v or b"") for k, v in self.headers_in if k not in _OWN]
         out = [*kept, ("dlq-reason", self.reason.encode()),
                ("dlq-detail", self.detail[:_MAX_DETAIL].encode("utf-8", "replace")), *self.source.headers()]
         if self.outcome:

@@ -71,7 +71,7 @@ class SinkWriter:
         result = BatchResult(dead_letters=[])
         chains: dict[object, list[tuple[Record, BundleFacts]]] = {}
         for record in records:
-            headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+            headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers or ()}  # v may be None
             try:
                 facts = read_record(record.value, headers)
             except NotABundle as exc:
