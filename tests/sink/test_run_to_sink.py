@@ -11,10 +11,8 @@ import uuid
 
 import httpx
 import orjson
-import pytest
 
-import connector.settings as settings_module
-from connector.settings import KafkaSettings, Settings, SinkSettings
+from connector.settings import FhirSettings, KafkaSettings, Settings, SinkSettings
 from connector.sink.app import SinkApp
 from connector.stream.app import StreamApp
 from connector.stream.broker import create_topics
@@ -28,9 +26,6 @@ ABSENT, PRESENT = "2667000", "52101004"
 
 
 async def test_run_then_sink_leaves_exactly_the_corrected_findings(broker, medplum):
-    FhirSettings = getattr(settings_module, "FhirSettings", None)  # noqa: N806
-    if FhirSettings is None:  # the output profiles (issue 12) are not in this tree yet
-        pytest.skip("needs the issue-12/17 bundles (fhir.profile)")
     suffix = uuid.uuid4().hex[:8]
     kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, input_topic=f"in-{suffix}",
                           output_topic=f"out-{suffix}", dead_letter_topic=f"dlq-{suffix}", group_id=f"run-{suffix}",
