@@ -153,6 +153,7 @@ LOAD_AND_BUILD_LABELER = BLOCK_ML + textwrap.dedent(
     labeler = make_labeler(s.labeler)   # constructs the client; no network call
     print(json.dumps({"kafka": s.kafka.model_dump(mode="json"), "labeler": s.labeler.model_dump(mode="json"),
                       "api_key": s.labeler.api_key.get_secret_value() if s.labeler.api_key else None,
+                      "sink": s.sink.model_dump(mode="json"), "fhir": s.fhir.model_dump(mode="json"),
                       "http_port": s.http_port, "labeler_class": type(labeler).__name__}))
     """
 )

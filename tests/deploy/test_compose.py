@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from connector.settings import LabelerSettings
@@ -25,7 +26,7 @@ from tests.deploy.common import (
 )
 
 STACKS = {"tgi": ("compose.yaml",), "vllm": ("compose.yaml", "compose.vllm.yaml")}
-RADLABEL_SERVICES = ("connector", "mllp")
+RADLABEL_SERVICES = ("connector", "mllp", "sink")
 
 
 @pytest.fixture(scope="module", params=sorted(STACKS))
@@ -65,8 +66,7 @@ def test_settings_file_variable_is_what_the_settings_model_reads(tmp_path: Path)
 def test_services_and_radlabel_commands(stack: tuple[str, dict]) -> None:
     name, config = stack
     services = config["services"]
-    assert {"kafka", "topics", "connector", "mllp", name} <= set(services), sorted(services)
-    assert "sink" not in services  # comes with issue 12
+    assert {"kafka", "topics", "connector", "mllp", "sink", "fhir", name} <= set(services), sorted(services)
     for service in RADLABEL_SERVICES:
         spec = services[service]
         assert spec["image"].startswith("radlabel:") and spec["build"]["target"] == "connector"
@@ -101,6 +101,15 @@ def test_radlabel_services_load_their_settings_without_the_ml_stack(stack: tuple
             assert loaded["labeler"]["endpoint"].startswith(f"http://{server}:")
             assert loaded["labeler"]["response_format"] == ("tgi" if name == "tgi" else "openai")
             assert config["services"]["connector"]["depends_on"][server]["condition"] == "service_healthy"
+        if service == "sink":
+            # The sink writes into the stack's FHIR server, on the port that server listens on.
+            url = httpx.URL(loaded["sink"]["fhir_url"])
+            assert url.host == "fhir" and "fhir" in config["services"]["sink"]["depends_on"]
+            assert url.port == int(config["services"]["fhir"]["ports"][0]["target"])
+            assert config["services"]["fhir"]["image"].startswith("hapiproject/hapi:v")  # pinned, not latest
+            assert loaded["sink"]["profile"] == "enrich" == (loaded["fhir"]["profile"] or "enrich")
+            assert loaded["sink"]["conditional_references"] == "server"  # HAPI resolves them in transactions
+            assert loaded["sink"]["auth"]["kind"] == "none"
 
 
 def test_topics_job_creates_the_topics_the_processes_use(stack: tuple[str, dict]) -> None:
@@ -111,6 +120,11 @@ def test_topics_job_creates_the_topics_the_processes_use(stack: tuple[str, dict]
         "RADLABEL_KAFKA__INPUT_TOPIC"]
     assert job["OUTPUT_TOPIC"] == env["RADLABEL_KAFKA__OUTPUT_TOPIC"]
     assert job["DEAD_LETTER_TOPIC"] == env["RADLABEL_KAFKA__DEAD_LETTER_TOPIC"]
+    # The sink reads the connector's output topic (sink.topic unset) and dead-letters to its own topic.
+    sink = config["services"]["sink"]["environment"]
+    assert "RADLABEL_SINK__TOPIC" not in sink and sink["RADLABEL_KAFKA__OUTPUT_TOPIC"] == job["OUTPUT_TOPIC"]
+    assert job["SINK_DEAD_LETTER_TOPIC"] == sink["RADLABEL_SINK__DEAD_LETTER_TOPIC"] != job["DEAD_LETTER_TOPIC"]
+    assert sink["RADLABEL_SINK__GROUP_ID"] != env["RADLABEL_KAFKA__GROUP_ID"]  # its own offsets
     assert config["services"]["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     from connector.settings import KafkaSettings
 
@@ -119,6 +133,28 @@ def test_topics_job_creates_the_topics_the_processes_use(stack: tuple[str, dict]
     # one script for both stacks: compose mounts the file kustomize packs into the Job's ConfigMap
     script = K8S / "base" / "init-topics.sh"
     assert config["services"]["topics"]["volumes"][0]["source"] == str(script.resolve())
+
+
+def test_sink_credentials_never_come_from_the_environment() -> None:
+    """sink.auth secrets reach the sink only through the mounted settings file (RADLABEL_CONFIG)."""
+    used = radlabel_variables_in_deploy()
+    assert "RADLABEL_SINK__FHIR_URL" in used  # the scan sees the sink's variables
+    leaked = {name: files for name, files in used.items() if name.startswith("RADLABEL_SINK__AUTH")}
+    assert not leaked, f"sink credentials as environment variables: {leaked}"
+
+
+def test_commented_sink_auth_example_is_valid_settings(tmp_path: Path) -> None:
+    """Uncommenting the example's sink block gives settings the real model accepts (keys and auth rules)."""
+    example = (COMPOSE_DIR / "secrets" / "radlabel-settings.yaml.example").read_text(encoding="utf-8").splitlines()
+    start = example.index("# sink:")
+    uncommented = [line for line in example[:start] if not line.startswith("#")]
+    uncommented += [line[2:] for line in example[start:] if line.startswith("# ")]
+    (tmp_path / "s.yaml").write_text("\n".join(uncommented) + "\n", encoding="utf-8")
+    done = run_python("from connector.settings import load_settings; a = load_settings().sink.auth; "
+                      "print(a.kind, a.client_id, a.client_secret.get_secret_value())",
+                      {SETTINGS_FILE_VARIABLE: str(tmp_path / "s.yaml")})
+    assert done.stdout.split() == ["client-credentials", "radlabel-sink", "replace-with-the-client-secret"], \
+        done.stderr
 
 
 def test_init_topics_script_is_valid_sh_and_uses_every_variable() -> None:

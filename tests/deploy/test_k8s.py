@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -130,6 +131,10 @@ def test_settings_load_from_configmaps_and_the_example_secret(rendered: tuple[st
         if container["args"][0] == "run":
             expected = "RuleLabeler" if name == "rules-only" else "OpenAILabeler"
             assert loaded["labeler_class"] == expected, name
+        if container["args"][0] == "sink":
+            assert loaded["sink"]["fhir_url"].startswith("https://"), "the hospital's server: TLS"
+            assert loaded["sink"]["profile"] == "enrich" == (loaded["fhir"]["profile"] or "enrich")
+            assert loaded["sink"]["auth"]["kind"] == "none"  # the example secret leaves sink.auth commented
 
 
 def test_probes_hit_the_health_port_and_paths_the_code_serves(rendered: tuple[str, list[dict]]) -> None:
@@ -206,6 +211,24 @@ def test_keda_scales_the_connector_on_the_lag_of_its_own_group_and_topic(rendere
     assert sasl == env["RADLABEL_KAFKA__SASL_MECHANISM"].lower().replace("-", "_").replace("scram_sha_", "scram_sha")
 
 
+def test_sink_reads_the_output_topic_and_dead_letters_to_a_topic_the_job_creates(
+        rendered: tuple[str, list[dict]]) -> None:
+    _, docs = rendered
+    deployment = by_kind(docs, "Deployment")["radlabel-sink"]
+    [sink] = deployment["spec"]["template"]["spec"]["containers"]
+    assert sink["args"][0] == "sink"
+    env = env_of(docs, sink)
+    job = by_kind(docs, "Job")["radlabel-topics"]["spec"]["template"]["spec"]["containers"][0]
+    job_env = {e["name"]: e["value"] for e in job["env"]}
+    assert env.get("RADLABEL_SINK__TOPIC", env["RADLABEL_KAFKA__OUTPUT_TOPIC"]) == job_env["OUTPUT_TOPIC"]
+    assert env["RADLABEL_SINK__DEAD_LETTER_TOPIC"] == job_env["SINK_DEAD_LETTER_TOPIC"]
+    assert job_env["SINK_DEAD_LETTER_TOPIC"] not in (job_env["DEAD_LETTER_TOPIC"], job_env["OUTPUT_TOPIC"])
+    connector = by_kind(docs, "ConfigMap")["radlabel-connector"]["data"]
+    assert env["RADLABEL_SINK__GROUP_ID"] != connector["RADLABEL_KAFKA__GROUP_ID"]  # its own offsets
+    assert 1 <= deployment["spec"]["replicas"] <= int(job_env["OUTPUT_PARTITIONS"])  # more would sit idle
+    assert not any(name.startswith("RADLABEL_SINK__AUTH") for name in env), "credentials belong in the Secret"
+
+
 def test_every_referenced_secret_and_configmap_key_exists(rendered: tuple[str, list[dict]]) -> None:
     name, docs = rendered
     secrets = {s["metadata"]["name"]: set(s["stringData"]) for s in SECRET_EXAMPLES}
@@ -229,7 +252,7 @@ def _selects(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
 
-def test_network_policies_only_the_connector_reaches_the_model_server(rendered: tuple[str, list[dict]]) -> None:
+def test_network_policies_model_server_only_from_the_connector_sink_only_to_kafka_and_fhir(rendered: tuple[str, list[dict]]) -> None:
     name, docs = rendered
     policies = by_kind(docs, "NetworkPolicy")
     deny = policies["default-deny"]["spec"]
@@ -238,6 +261,18 @@ def test_network_policies_only_the_connector_reaches_the_model_server(rendered: 
     for deployment, labels in pods.items():
         assert any(_selects(p["spec"]["podSelector"], labels) and p["spec"]["podSelector"] for p in policies.values()), \
             f"{deployment} has no policy of its own"
+    # The sink reaches Kafka and the FHIR server's port (the one in sink.fhir_url), nothing in the namespace.
+    sink_env = env_of(docs, by_kind(docs, "Deployment")["radlabel-sink"]["spec"]["template"]["spec"]["containers"][0])
+    fhir_url = httpx.URL(sink_env["RADLABEL_SINK__FHIR_URL"])
+    fhir_port = fhir_url.port or {"https": 443, "http": 80}[fhir_url.scheme]
+    sink_egress = [rule for p in policies.values() if _selects(p["spec"]["podSelector"], pods["radlabel-sink"])
+                   for rule in p["spec"].get("egress", []) if rule.get("to")]
+    ip_rules = [rule for rule in sink_egress if any("ipBlock" in peer for peer in rule["to"])]
+    assert ip_rules and all({"protocol": "TCP", "port": fhir_port} in rule["ports"] for rule in ip_rules), ip_rules
+    assert any(peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == "kafka"
+               for rule in sink_egress for peer in rule["to"])
+    assert not any("podSelector" in peer and "namespaceSelector" not in peer
+                   for rule in sink_egress for peer in rule["to"]), "the sink needs no pod in the namespace"
     if "model-server" not in pods:
         assert name == "rules-only"
         return
@@ -245,7 +280,8 @@ def test_network_policies_only_the_connector_reaches_the_model_server(rendered: 
                  if _selects(p["spec"]["podSelector"], pods["model-server"]) and p["spec"].get("ingress")]
     sources = [peer for p in admitting for rule in p["spec"]["ingress"] for peer in rule["from"]]
     assert sources and all(set(peer) == {"podSelector"} and _selects(peer["podSelector"], pods["radlabel-connector"])
-                           and not _selects(peer["podSelector"], pods["radlabel-mllp"]) for peer in sources), sources
+                           and not _selects(peer["podSelector"], pods["radlabel-mllp"])
+                           and not _selects(peer["podSelector"], pods["radlabel-sink"]) for peer in sources), sources
     assert all(not rule.get("to") for p in admitting for rule in p["spec"].get("egress", [])), "model server egress"
 
 
@@ -253,7 +289,7 @@ def test_pod_disruption_budgets_select_running_pods(rendered: tuple[str, list[di
     _, docs = rendered
     pods = [d["spec"]["template"]["metadata"]["labels"] for d in by_kind(docs, "Deployment").values()]
     budgets = by_kind(docs, "PodDisruptionBudget")
-    assert {"radlabel-connector", "radlabel-mllp"} <= set(budgets)
+    assert {"radlabel-connector", "radlabel-mllp", "radlabel-sink"} <= set(budgets)
     for budget in budgets.values():
         assert any(_selects(budget["spec"]["selector"], labels) for labels in pods), budget["metadata"]["name"]
 

@@ -23,5 +23,8 @@ create() {  # name partitions retention.ms [max.message.bytes]
 create "${INPUT_TOPIC:?}" "${INPUT_PARTITIONS:?}" "${INPUT_RETENTION_MS:?}"
 create "${OUTPUT_TOPIC:?}" "${OUTPUT_PARTITIONS:?}" "${OUTPUT_RETENTION_MS:?}"
 create "${DEAD_LETTER_TOPIC:?}" "${DEAD_LETTER_PARTITIONS:?}" "${DEAD_LETTER_RETENTION_MS:?}" "${DEAD_LETTER_MAX_MESSAGE_BYTES:-}"
+# The FHIR sink's dead letters (bundles the FHIR server refused), apart from the connector's raw HL7 ones.
+create "${SINK_DEAD_LETTER_TOPIC:?}" "${SINK_DEAD_LETTER_PARTITIONS:?}" "${SINK_DEAD_LETTER_RETENTION_MS:?}" \
+    "${SINK_DEAD_LETTER_MAX_MESSAGE_BYTES:-}"
 # shellcheck disable=SC2086
 "$KT" --bootstrap-server "$BOOTSTRAP" $CONFIG_ARGS --describe --topic "$INPUT_TOPIC"
