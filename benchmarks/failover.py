@@ -42,14 +42,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from connector.stream.broker import LocalBroker, create_topics
 from connector.stream.synthetic import oru_message
+from benchmarks.measure import percentile
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 6
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def now_ms() -> int:

@@ -34,20 +34,13 @@ from aiokafka import AIOKafkaProducer
 
 from connector.stream.broker import LocalBroker, create_topics
 from connector.stream.synthetic import oru_message
+from benchmarks.measure import percentile, proc_cpu_s
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 3
 VT, FS_CR = b"\x0b", b"\x1c\r"
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # Benchmark-only variant (not what radlabel ships): key every record by MSH-10, skipping the parse_reports call

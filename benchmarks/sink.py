@@ -44,20 +44,13 @@ from connector.settings import KafkaSettings, Settings, SinkSettings
 from connector.sink.app import SinkApp
 from connector.stream.broker import LocalBroker, create_topics
 from connector.stream.synthetic import oru_message
+from benchmarks.measure import percentile, proc_cpu_s
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_DIR = REPO / "tests" / "fhir_server"
 PARTITIONS = 3
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Cpu:

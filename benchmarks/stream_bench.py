@@ -32,20 +32,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from connector.settings import KafkaSettings
 from connector.stream.broker import LocalBroker, create_topics
 from connector.stream.synthetic import oru_message
+from benchmarks.measure import percentile, proc_cpu_s
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
 
 
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a live process (Linux /proc): robust to other load on the machine."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 # -- (b) offline -----------------------------------------------------------------------------------------------

@@ -71,12 +71,18 @@ def read_table(path: Path, required: Sequence[str] = ()) -> pd.DataFrame:
     check_suffix(path)
     if not path.is_file():
         raise TableError(f"{path}: no such file")
-    if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-        for column in frame.columns:
-            frame[column] = frame[column].map(restore)
-    else:
-        frame = pd.read_parquet(path)
+    try:
+        if path.suffix.lower() == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+            for column in frame.columns:
+                frame[column] = frame[column].map(restore)
+        else:
+            frame = pd.read_parquet(path)
+    except UnicodeDecodeError as exc:
+        raise TableError(f"{path}: not UTF-8 (byte offset {exc.start}); give an `audit export` CSV or Parquet") from None
+    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        # pyarrow's ArrowInvalid is a ValueError: a damaged or foreign Parquet file.
+        raise TableError(f"{path}: cannot read it as an audit export ({type(exc).__name__})") from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise TableError(f"{path}: not an audit export (missing column(s): {', '.join(missing)})")

@@ -112,3 +112,14 @@ def test_exports_of_different_windows_or_with_repeats_are_refused(exports: tuple
     result = CliRunner().invoke(app, ["audit", "diff", str(exports[0]), str(other), "--out", str(tmp_path / "o")])
     assert result.exit_code == 3 and "share no report version" in result.output
     assert "Traceback" not in result.output and not os.path.exists(tmp_path / "o" / "diff.json")
+
+
+def test_hostile_or_foreign_files_are_one_line_input_errors(exports: tuple[Path, Path], tmp_path: Path) -> None:
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"bundle_id,observation\n\x00\xff\xfe")
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(b"PAR1 not really parquet")
+    for bad, says in ((binary, "not UTF-8"), (damaged, "cannot read it as an audit export")):
+        result = CliRunner().invoke(app, ["audit", "diff", str(bad), str(exports[1]), "--out", str(tmp_path / "o")])
+        assert result.exit_code == 3, result.output
+        assert says in result.output and "Traceback" not in result.output
