@@ -119,19 +119,22 @@ def cli_commands() -> dict[str, set[str]]:
     from connector.cli import app
 
     group = typer.main.get_command(app)
-    return {
-        name: {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
-        for name, command in group.commands.items()  # type: ignore[attr-defined]
-    }
+    commands: dict[str, set[str]] = {}
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        # A group (`audit`) is named with its sub-command: "audit export".
+        for full, leaf in ([(f"{name} {sub}", c) for sub, c in command.commands.items()]
+                           if hasattr(command, "commands") else [(name, command)]):
+            commands[full] = {opt for param in leaf.params for opt in (*param.opts, *param.secondary_opts)}
+    return commands
 
 
 def check_radlabel_args(args: list[str], where: str) -> None:
     """The first argument is a radlabel sub-command and every --flag is one of its options."""
     commands = cli_commands()
     assert args, f"{where}: no command"
-    command = args[0]
+    command = " ".join(args[:2]) if " ".join(args[:2]) in commands else args[0]
     assert command in commands, f"{where}: `radlabel {command}` is not a command (have: {sorted(commands)})"
-    for arg in args[1:]:
+    for arg in args[len(command.split()):]:
         if arg.startswith("--"):
             flag = arg.split("=", 1)[0]
             assert flag in commands[command], f"{where}: `radlabel {command}` has no option {flag}"
