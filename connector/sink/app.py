@@ -10,7 +10,6 @@ pauses the partitions and retries it later, staying in the group.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 
@@ -25,9 +24,6 @@ from connector.stream.process import InputRecord
 
 log = get_logger(__name__)
 
-# /readyz asks the FHIR server (GET [base]/metadata) at most this often, and waits this long for it.
-READY_PROBE_TTL_S = 5.0
-READY_PROBE_TIMEOUT_S = 3.0
 
 
 class SinkApp(ConsumeLoop):
@@ -50,7 +46,6 @@ class SinkApp(ConsumeLoop):
         self.sink_metrics = SinkMetrics(self.metrics.registry)
         self.client = FhirClient(sink, self.sink_metrics, transport=transport)
         self.writer = SinkWriter(self.client, sink, self.sink_metrics)
-        self._probe: tuple[float, bool, str] = (float("-inf"), False, "")
 
     def on_started(self) -> None:
         log.info("sink_started", topics=self.topics, group=self.group_id, profile=self.settings.sink.profile or "any",
@@ -64,19 +59,15 @@ class SinkApp(ConsumeLoop):
         for dead in result.dead_letters or ():
             self.sink_metrics.rejected.labels(dead.reason).inc()
 
-    async def downstream_ready(self) -> tuple[bool, str]:
-        """The server answers its CapabilityStatement (cached, bounded): an idle sink whose server is down or
-        refuses our credentials is not ready either."""
-        now = time.monotonic()
-        if now - self._probe[0] >= READY_PROBE_TTL_S:
-            try:
-                response = await asyncio.wait_for(self.client.http.get("metadata"), READY_PROBE_TIMEOUT_S)
-                ok = response.status_code < 500 and response.status_code not in (401, 403)
-                detail = "ready" if ok else f"FHIR server answered HTTP {response.status_code}"
-            except Exception as exc:  # noqa: BLE001 - any failure of the probe is "not ready"
-                ok, detail = False, f"FHIR server unreachable ({type(exc).__name__})"
-            self._probe = (time.monotonic(), ok, detail)
-        return self._probe[1], self._probe[2]
+    async def probe_downstream(self) -> tuple[bool, str]:
+        """The server answers its CapabilityStatement: an idle sink whose server is down or refuses our credentials
+        is not ready either."""
+        response = await self.client.http.get("metadata")
+        ok = response.status_code < 500 and response.status_code not in (401, 403)
+        return ok, "ready" if ok else f"FHIR server answered HTTP {response.status_code}"
+
+    def probe_failed(self, exc: BaseException) -> str:
+        return f"FHIR server unreachable ({type(exc).__name__})"
 
     async def run(self) -> None:
         try:

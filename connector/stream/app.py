@@ -27,9 +27,6 @@ log = get_logger(__name__)
 # Reports per labeler call: large enough to batch well on a model server, small enough that one slow call does
 # not hold a whole poll batch (max_batch records) hostage.
 LABEL_CHUNK = 32
-# /readyz asks the labeler (model server health) at most this often, and waits this long for it.
-READY_PROBE_TTL_S = 5.0
-READY_PROBE_TIMEOUT_S = 3.0
 
 
 class StreamApp(ConsumeLoop):
@@ -62,30 +59,20 @@ class StreamApp(ConsumeLoop):
             labeler, self.metrics, max_batch=max(1, min(self.kafka.max_batch, LABEL_CHUNK)),
             max_concurrency=ls.max_concurrency, max_retries=ls.max_retries, fallback=fallback,
         )
-        self._labeler_probe: tuple[float, bool] = (float("-inf"), False)
 
     def on_started(self) -> None:
         log.info("connector_started", input_topic=self.kafka.input_topic, group=self.group_id,
                  labeler=self.labeler.info.name)
 
-    async def downstream_ready(self) -> tuple[bool, str]:
-        if self.batch_labeler.fallback is None and not await self._labeler_ready():
-            # Not only after a failed batch: an idle connector whose model endpoint is down cannot take traffic.
-            return False, "labeler not ready: model endpoint unreachable"
-        return True, "ready"
+    async def probe_downstream(self) -> tuple[bool, str]:
+        # Not only after a failed batch: an idle connector whose model endpoint is down cannot take traffic. With
+        # the rule fallback it can, so the model server is not asked.
+        if self.batch_labeler.fallback is not None or await self.labeler.ready():
+            return True, "ready"
+        return False, "labeler not ready: model endpoint unreachable"
 
-    async def _labeler_ready(self) -> bool:
-        """The labeler's own readiness probe (a model server's health), cached for a few seconds so that frequent
-        probes do not hammer the server, and bounded in time so /readyz always answers."""
-        now = time.monotonic()
-        if now - self._labeler_probe[0] < READY_PROBE_TTL_S:
-            return self._labeler_probe[1]
-        try:
-            ok = bool(await asyncio.wait_for(self.labeler.ready(), READY_PROBE_TIMEOUT_S))
-        except Exception:  # noqa: BLE001 - a probe that fails in any way is "not ready"
-            ok = False
-        self._labeler_probe = (time.monotonic(), ok)
-        return ok
+    def probe_failed(self, exc: BaseException) -> str:
+        return "labeler not ready: model endpoint unreachable"
 
     async def act(self, inputs: list[InputRecord]) -> None:
         outcomes = await process_batch(inputs, self.batch_labeler, self.kafka, self.settings.hl7, self.scope_rules,

@@ -66,12 +66,17 @@ class ConsumeLoop:
 
     Subclasses set ``holds`` (the exceptions meaning "downstream unavailable: hold and pause") and
     ``hold_reason`` (a PHI-free phrase for logs and /readyz), implement :meth:`act`, and may override
-    :meth:`downstream_ready` (readiness of what act talks to) and :meth:`on_started`.
+    :meth:`probe_downstream` (one readiness check of what act talks to; the loop caches and bounds it) and
+    :meth:`on_started`.
     """
 
     holds: tuple[type[BaseException], ...] = ()
     hold_reason = "downstream unavailable"
     program = "radlabel"
+    # /readyz asks the downstream (model server, FHIR server) at most this often, and waits this long for it:
+    # frequent probes must not hammer it, and /readyz must always answer.
+    ready_probe_ttl_s = 5.0
+    ready_probe_timeout_s = 3.0
 
     def __init__(self, kafka: KafkaSettings, *, topics: Sequence[str], metrics: Metrics | None = None,
                  http_port: int | None = None, http_host: str = "127.0.0.1", poll_timeout_ms: int = 200,
@@ -117,6 +122,7 @@ class ConsumeLoop:
         self.producer = AIOKafkaProducer(acks="all", enable_idempotence=False, linger_ms=1,
                                          max_request_size=producer_max_request_size(kafka), **common)
         self.http: HealthServer | None = None
+        self._probe: tuple[float, bool, str] = (float("-inf"), False, "")
 
     # -- what a program supplies -----------------------------------------------------------------------------
     async def act(self, inputs: list[InputRecord]) -> None:
@@ -124,8 +130,25 @@ class ConsumeLoop:
         Raise one of ``holds`` to hold the batch (pause + retry); anything else stops the program."""
         raise NotImplementedError
 
-    async def downstream_ready(self) -> tuple[bool, str]:
+    async def probe_downstream(self) -> tuple[bool, str]:
+        """One readiness check of what act talks to: (ready, PHI-free detail). May raise; see downstream_ready."""
         return True, "ready"
+
+    def probe_failed(self, exc: BaseException) -> str:
+        """The /readyz detail when probe_downstream raised or timed out."""
+        return f"{self.hold_reason} ({type(exc).__name__})"
+
+    async def downstream_ready(self) -> tuple[bool, str]:
+        """probe_downstream, cached for ready_probe_ttl_s and bounded by ready_probe_timeout_s; any failure of the
+        probe (an exception, a timeout) is "not ready"."""
+        now = time.monotonic()
+        if now - self._probe[0] >= self.ready_probe_ttl_s:
+            try:
+                ok, detail = await asyncio.wait_for(self.probe_downstream(), self.ready_probe_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - a probe that fails in any way means "not ready"
+                ok, detail = False, self.probe_failed(exc)
+            self._probe = (time.monotonic(), ok, detail)
+        return self._probe[1], self._probe[2]
 
     def on_started(self) -> None:
         """Called once the consumer has subscribed (log line, gauges)."""

@@ -119,3 +119,52 @@ async def test_a_window_is_read_to_its_end_in_its_own_group_and_resumes(kafka: K
     assert second.complete
     assert sorted(second.done) == sorted({(tp.partition, o) for tp, (_, b) in narrow.items()
                                           for o in range(b, ends.get(tp.partition, 0))})
+
+
+class Probed(ConsumeLoop):
+    """A loop whose downstream probe is scripted: answers, raises or hangs. No broker is needed: the probe is
+    asked by /readyz through downstream_ready, which every program inherits (run: model server, sink: FHIR
+    server)."""
+
+    ready_probe_ttl_s = 0.3
+    ready_probe_timeout_s = 0.2
+    hold_reason = "scripted downstream unavailable"
+
+    def __init__(self, script: list[object]) -> None:
+        super().__init__(KafkaSettings(bootstrap_servers="127.0.0.1:9"), topics=["t"], http_port=-1)
+        self.script = script
+        self.asked = 0
+
+    async def probe_downstream(self) -> tuple[bool, str]:
+        step = self.script[min(self.asked, len(self.script) - 1)]
+        self.asked += 1
+        if step == "hang":
+            await asyncio.sleep(10)
+        if isinstance(step, BaseException):
+            raise step
+        return step  # type: ignore[return-value]
+
+
+async def test_downstream_probe_is_cached_bounded_and_a_failure_is_not_ready() -> None:
+    loop = Probed([(True, "ready"), ConnectionError("refused"), "hang", (False, "server answered HTTP 503")])
+    try:
+        await _scripted_probes(loop)
+    finally:  # never started, but their sessions exist
+        await loop.consumer.stop()
+        await loop.producer.stop()
+
+
+async def _scripted_probes(loop: Probed) -> None:
+    assert await loop.downstream_ready() == (True, "ready")
+    for _ in range(5):  # within the TTL: answered from the cache, the downstream is not asked again
+        assert await loop.downstream_ready() == (True, "ready")
+    assert loop.asked == 1
+    await asyncio.sleep(0.35)
+    assert await loop.downstream_ready() == (False, "scripted downstream unavailable (ConnectionError)")
+    await asyncio.sleep(0.35)
+    started = asyncio.get_running_loop().time()
+    assert await loop.downstream_ready() == (False, "scripted downstream unavailable (TimeoutError)")
+    assert asyncio.get_running_loop().time() - started < 1.0  # bounded: /readyz answers even when the probe hangs
+    await asyncio.sleep(0.35)
+    assert await loop.downstream_ready() == (False, "server answered HTTP 503")
+    assert loop.asked == 4
