@@ -13,8 +13,17 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, TypeVar
 
-import click
 import typer
+
+try:
+    import click
+
+    # typer < 0.29 is built on click: its Exit/Abort/usage errors are click's classes and click handles them.
+    _CLICK_HANDLED: tuple[type[BaseException], ...] = (click.exceptions.Exit, click.ClickException, click.Abort)
+except ImportError:
+    # typer >= 0.29 vendors click (typer._click) and no longer depends on it, so a clean install (the image)
+    # has no click at all; its own classes (typer.Exit, typer.Abort) are listed below.
+    _CLICK_HANDLED = ()
 
 
 class ExitCode(IntEnum):
@@ -48,7 +57,7 @@ def one_line_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, *_CLICK_HANDLED, KeyboardInterrupt):
             raise
         except CliError as exc:
             _fail(str(exc), exc.code)

@@ -186,6 +186,48 @@ app()
     assert a1["id"] == "A1" and a1["Cardiomegaly"] == "1" and a1["Pleural Effusion"] == "0", rows
 
 
+def _undeclared_modules() -> set[str]:
+    """Top-level modules of installed distributions outside the base dependencies' closure: in this venv (dev,
+    train, serve extras) but not in the connector image."""
+    from importlib.metadata import packages_distributions
+
+    allowed = _closure({Requirement(r).name for r in PYPROJECT["project"]["dependencies"]}) | {"radlabel"}
+    own = {"connector", "mappings", "inference_client", "training"}
+    return {module for module, dists in packages_distributions().items()
+            if module not in own and module.isidentifier()
+            and not {d.lower().replace("_", "-") for d in dists} & allowed}
+
+
+def test_installed_package_imports_nothing_it_does_not_declare(installed_copy: Path, tmp_path: Path) -> None:
+    # The first real image build failed at `radlabel --help` with "No module named 'click'": typer 0.29 vendors
+    # click and dropped the dependency, this venv still had click through uvicorn (serve extra), so no test here
+    # saw it. Block every module the image would not have and run each entrypoint's import and --help.
+    blocked = _undeclared_modules()
+    assert {"torch", "transformers"} <= blocked, "the closure walk must leave the ML stack out"
+    code = f"""
+import sys
+class _NotInImage:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {sorted(blocked)!r}:
+            raise ImportError(f"{{name}} is not a declared dependency (not in the connector image)")
+        return None
+sys.meta_path.insert(0, _NotInImage())
+import connector
+assert connector.__file__.startswith({str(installed_copy)!r}), connector.__file__
+import connector.cli, connector.stream.app, connector.sink.app, connector.mllp.gateway
+from connector.cli import app
+for argv in (["--help"], ["run", "--help"], ["mllp", "--help"], ["sink", "--help"], ["convert", "--help"]):
+    sys.argv = ["radlabel", *argv]
+    try:
+        app()
+    except SystemExit as exc:
+        assert exc.code in (0, None), (argv, exc.code)
+"""
+    done = run_installed(installed_copy, code, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Usage" in done.stdout
+
+
 def test_installed_package_carries_every_tracked_data_file(installed_copy: Path) -> None:
     tracked = subprocess.run(["git", "ls-files", "connector", "mappings", "inference_client", "training"],
                              cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
