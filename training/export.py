@@ -222,4 +222,17 @@ def export(source: Path, out_dir: Path, gguf: bool = True, outtype: str = "f16")
         gguf_file = out_dir / f"model-{outtype}.gguf"
         convert_to_gguf(out_dir, gguf_file, outtype)
         extra["gguf"] = gguf_file.name
-    return write_manifest(out_dir, run, step, extra)
+    manifest = write_manifest(out_dir, run, step, extra)
+    _make_readable(out_dir)
+    return manifest
+
+
+def _make_readable(out_dir: Path) -> None:
+    """An export is read by another user: the model server's or the radlabel container's (uid 10001), mounted
+    read-only. safetensors files come out of save_pretrained with mode 0600 (written through a private temporary
+    file), which that user cannot open; give every file and directory the read bits the umask allows."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [out_dir, *out_dir.rglob("*")]:
+        wanted = (0o755 if path.is_dir() else 0o644) & ~umask
+        os.chmod(path, path.stat().st_mode | wanted)

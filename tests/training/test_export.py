@@ -49,6 +49,17 @@ def test_manifest_names_base_data_hyperparameters_revision_and_files(exported):
 
 
 @needs_converter
+def test_every_exported_file_is_readable_by_another_user(exported):
+    # The export is mounted read-only into a container running as another uid (the image's 10001): a 0600
+    # model.safetensors made the in-process labeler fail there with a misleading "file not found".
+    target, manifest, _ = exported
+    files = [p for p in target.rglob("*") if p.is_file()]
+    assert {"model.safetensors", manifest["gguf"], "manifest.json"} <= {p.name for p in files}
+    for path in files:
+        assert path.stat().st_mode & 0o004, f"{path.name} is not world-readable"
+
+
+@needs_converter
 def test_gguf_reloads_to_the_same_logits(exported):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
