@@ -49,10 +49,10 @@ _CHARSETS: dict[str, str] = {
 }
 
 # The fields this module reads, per segment, as positions in the segment text split on the field separator (for
-# MSH that is MSH-n at n - 1: MSH-1 is the separator itself). Only these segments reach python-hl7, and in them only
-# these fields: the rest are blanked (kept as empty positions so numbering is unchanged), which spares the escape
-# check and the splitting the data never read (PID addresses, OBR providers, ...). Keep in step with the _get() calls;
-# tests check the projected parse extracts exactly what a parse of the whole message does.
+# MSH that is MSH-n at n - 1: MSH-1 is the separator itself). Only these segments reach the ER7 split, and in them only
+# these fields: the rest are blanked (kept as empty positions so numbering is unchanged), which spares splitting and
+# escape-checking data never read (PID addresses, OBR providers, ...). Keep in step with the _get() calls; tests
+# check the projected parse extracts exactly what a parse of the whole message does.
 _READ_FIELDS: dict[str, tuple[int, ...]] = {
     "MSH": (1, 2, 3, 6, 8, 9, 11),  # encoding characters, MSH-3/4 sender, 7 time, 9 type, 10 control id, 12 version
     "PID": (3, 5, 7, 8),  # identifiers, name, birth date, sex

@@ -1,7 +1,7 @@
 """The hot-path shortcuts (benchmarks/hl7_path.md) give exactly what the plain library calls give:
-projected parsing vs. the whole message, connector/hl7/er7.py's split vs. hl7.parse's containers, skeleton validation vs. full fhir.resources
-validation (including for invalid values at every variable path), orjson vs. json canonical bytes, mint_id vs.
-uuid.uuid5."""
+projected parsing vs. the whole message, connector/hl7/er7.py's split vs. hl7.parse's containers, skeleton
+validation vs. full fhir.resources validation (including for invalid values at every variable path), orjson vs.
+json canonical bytes, mint_id vs. uuid.uuid5."""
 
 from __future__ import annotations
 
