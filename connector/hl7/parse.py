@@ -1,7 +1,8 @@
 """HL7 v2 ORU^R01 message bytes -> :class:`Report` (one per OBR).
 
-Parser choice (docs/HL7_FHIR.md): python-hl7 does the ER7 work (separators from MSH-1/2, segment / field /
-repetition / component split, escape sequences). hl7apy, the parser the design names, measured ~60 messages/s
+Parser choice (docs/HL7_FHIR.md): python-hl7 does the ER7 work (separators from MSH-1/2, escape sequences; the
+segment / field / repetition / component split is python-hl7's, done on the text by connector/hl7/er7.py without
+building its container tree). hl7apy, the parser the design names, measured ~60 messages/s
 here against ~1,100/s for python-hl7, rejects bytes, a BOM and LF terminators, and its strict mode rejects long
 TX values; the end-to-end target (>= 1,000 messages/s) rules it out of the hot path. What python-hl7 lacks
 (MLLP framing, character-set handling, version and type gating, OBR grouping) is here and in framing.py.
@@ -13,12 +14,12 @@ import logging
 import re
 from datetime import datetime, timedelta, timezone, tzinfo
 
-import hl7
 import hl7.containers
-import hl7.parser
 import hl7.util
 from hl7.util import unescape as hl7_unescape
 
+from connector.hl7 import er7
+from connector.hl7.er7 import Message, Segment
 from connector.hl7.errors import MessageRejected
 from connector.hl7.escapes import check_escapes
 from connector.hl7.framing import unframe
@@ -48,10 +49,10 @@ _CHARSETS: dict[str, str] = {
 }
 
 # The fields this module reads, per segment, as positions in the segment text split on the field separator (for
-# MSH that is MSH-n at n - 1: MSH-1 is the separator itself). Only these segments reach python-hl7, and in them only
-# these fields: the rest are blanked (kept as empty positions so numbering is unchanged), which spares python-hl7
-# building containers for data never read (PID addresses, OBR providers, ...). Keep in step with the _get() calls;
-# tests check the projected parse extracts exactly what a parse of the whole message does.
+# MSH that is MSH-n at n - 1: MSH-1 is the separator itself). Only these segments reach the ER7 split, and in them only
+# these fields: the rest are blanked (kept as empty positions so numbering is unchanged), which spares splitting and
+# escape-checking data never read (PID addresses, OBR providers, ...). Keep in step with the _get() calls; tests
+# check the projected parse extracts exactly what a parse of the whole message does.
 _READ_FIELDS: dict[str, tuple[int, ...]] = {
     "MSH": (1, 2, 3, 6, 8, 9, 11),  # encoding characters, MSH-3/4 sender, 7 time, 9 type, 10 control id, 12 version
     "PID": (3, 5, 7, 8),  # identifiers, name, birth date, sex
@@ -168,8 +169,7 @@ def parse_reports(
         raise MessageRejected("not-hl7", "message does not start with an MSH segment")
     text = _project(_decode(body))
     try:
-        message = _hl7_parse(text)
-        msh = message.segment("MSH")
+        message, msh = _hl7_parse(text)
     except Exception as exc:  # python-hl7 raises several types for broken headers
         raise MessageRejected("malformed", f"HL7 header cannot be parsed ({type(exc).__name__})") from None
     # Before any field is unescaped (MSH-9 and MSH-12 are read next): see connector/hl7/escapes.py.
@@ -182,7 +182,7 @@ def parse_reports(
         raise MessageRejected("malformed", f"ORU structure cannot be read ({type(exc).__name__})") from None
 
 
-def _message_reports(message: hl7.Message, msh: hl7.Segment, truncated: bool, default_tz: tzinfo) -> list[Report]:
+def _message_reports(message: Message, msh: Segment, truncated: bool, default_tz: tzinfo) -> list[Report]:
     message_type = _get(msh, 9, c=1).upper()
     trigger = _get(msh, 9, c=2).upper()
     version = _get(msh, 12).strip()
@@ -201,26 +201,26 @@ def _message_reports(message: hl7.Message, msh: hl7.Segment, truncated: bool, de
     return _reports(message, control_id, version, (facility, _facility_hd(msh)), message_time, default_tz)
 
 
-def _facility(msh: hl7.Segment) -> str:
+def _facility(msh: Segment) -> str:
     """The sending facility that qualifies accession numbers: MSH-4.1, else MSH-4.2, else MSH-3.1."""
     return _get(msh, 4, c=1) or _get(msh, 4, c=2) or _get(msh, 3, c=1)
 
 
-def _order_numbers(obr: hl7.Segment) -> tuple[str | None, str | None, str | None]:
+def _order_numbers(obr: Segment) -> tuple[str | None, str | None, str | None]:
     """(placer OBR-2, filler OBR-3, accession): the accession is the filler number, else the placer number."""
     placer = _get(obr, 2, c=1) or None
     filler = _get(obr, 3, c=1) or None
     return placer, filler, filler or placer
 
 
-def _hd(segment: hl7.Segment, field: int, first: int) -> Authority | None:
+def _hd(segment: Segment, field: int, first: int) -> Authority | None:
     """An HD held in components ``first``..``first + 2`` of a field (EI-2..4), or None when it is empty."""
     hd = Authority(namespace=_get(segment, field, c=first) or None, universal_id=_get(segment, field, c=first + 1)
                    or None, universal_id_type=_get(segment, field, c=first + 2).upper() or None)
     return hd if hd else None
 
 
-def _facility_hd(msh: hl7.Segment) -> Authority | None:
+def _facility_hd(msh: Segment) -> Authority | None:
     hd = Authority(namespace=_get(msh, 4, c=1) or None, universal_id=_get(msh, 4, c=2) or None,
                    universal_id_type=_get(msh, 4, c=3).upper() or None)
     return hd if hd else None
@@ -242,8 +242,7 @@ def accession_key(raw: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> str | 
         if not body.startswith(b"MSH") or len(body) < 8:
             return None
         text = _project(_decode(body), _KEY_FIELDS)
-        message = _hl7_parse(text)
-        msh = message.segment("MSH")
+        message, msh = _hl7_parse(text)
         check_escapes(text, msh.esc, limits)
         obr = next((segment for segment in message if str(segment[0]).strip() == "OBR"), None)
         if obr is None:
@@ -274,34 +273,10 @@ def _project(text: str, read_fields: dict[str, tuple[int, ...]] = _READ_FIELDS) 
     return "\r".join(kept)
 
 
-class _ReusedPlan(hl7.parser._ParsePlan):
-    """python-hl7's parse plan, with each level's successor built once per message instead of once per container
-    (the stock plan allocates a new plan object for every field, repetition and component it splits: about a
-    third of python-hl7's parse time). Same separators, containers and escape character; same result."""
-
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)
-        self._tail = self.separators[self.separators.find(self.separator) :]
-        self._next: _ReusedPlan | None | bool = False
-
-    def next(self) -> _ReusedPlan | None:
-        if self._next is False:
-            self._next = super().next()
-        return self._next  # type: ignore[return-value]
-
-    def applies(self, text: str) -> bool:
-        for separator in self._tail:
-            if separator in text:
-                return True
-        return False
-
-
-def _hl7_parse(text: str) -> hl7.Message:
-    """hl7.parse(text) with a reused plan: python-hl7's own plan construction and splitter."""
-    strmsg = text.strip()
-    plan = hl7.parser.create_parse_plan(strmsg)
-    reused = _ReusedPlan(plan.separator, plan.separators, plan.containers, plan.esc, plan.factory)
-    return hl7.parser._split(strmsg, reused)
+def _hl7_parse(text: str) -> tuple[Message, Segment]:
+    """What hl7.parse(text) reads, split into segments and fields (connector/hl7/er7.py), and its MSH segment."""
+    message = er7.split_message(text)
+    return message, er7.header(message)
 
 
 # C0 control characters other than CR/LF/TAB are not allowed in FHIR strings; some feeds carry stray ones.
@@ -341,44 +316,15 @@ def _declared_charset(body: bytes) -> str:
     return value.decode("ascii", "replace").strip().upper()
 
 
-# python-hl7 containers are lists whose __getitem__ is overridden in Python only to handle slices; plain indexing
-# through list's own is the same value at a fraction of the cost (this runs ~150 times per message).
-_item = list.__getitem__
-
-
-def _get(segment: hl7.Segment, field: int, r: int = 1, c: int = 1, s: int = 1) -> str:
-    """Field value by position (unescaped); "" when absent.
-
-    Walks python-hl7's containers directly (Field -> Repetition -> Component -> str): its extract_field() does
-    the same with per-call bookkeeping that costs ~15 us, and this runs ~40 times per message."""
-    if field >= len(segment):
-        return ""
-    value = _item(segment, field)
-    if isinstance(value, str):
-        leaf: object = value if (r, c, s) == (1, 1, 1) else ""
-    else:
-        if value and isinstance(_item(value, 0), hl7.Repetition):
-            if r > len(value):
-                return ""
-            rep = _item(value, r - 1)
-        elif r == 1:
-            rep = value
-        else:
-            return ""
-        if c > len(rep):
-            return ""
-        component = _item(rep, c - 1)
-        if isinstance(component, hl7.Component):
-            leaf = _item(component, s - 1) if s <= len(component) else ""
-        else:
-            leaf = component if s == 1 else ""
-    text = leaf if type(leaf) is str else str(leaf)
-    if segment.esc in text and not (field <= 2 and str(_item(segment, 0)) == "MSH"):
+def _get(segment: Segment, field: int, r: int = 1, c: int = 1, s: int = 1) -> str:
+    """Field value by position (unescaped, stripped); "" when absent. MSH-1/2 are the separators: never unescaped."""
+    text = er7.component(segment, field, r, c, s)
+    if segment.esc in text and not (field <= 2 and segment[0] == "MSH"):
         text = _unescape(segment, text)
     return text.strip()
 
 
-def _unescape(container: hl7.Container, text: str) -> str:
+def _unescape(container: Segment | Message, text: str) -> str:
     """python-hl7's unescape; a malformed sequence it chokes on (e.g. "\\.brX\\") leaves the text as sent rather
     than losing the report. Control characters a hex escape spells ("\\X00\\") are dropped, as _decode drops
     them from the bytes: FHIR strings cannot hold them."""
@@ -389,29 +335,20 @@ def _unescape(container: hl7.Container, text: str) -> str:
     return _CONTROL.sub("", text) if _CONTROL.search(text) else text
 
 
-def _repetitions(segment: hl7.Segment, field: int) -> list[str | hl7.Repetition]:
-    if field >= len(segment):
-        return []
-    value = segment[field]
-    if not value:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value[0], hl7.Repetition):
-        return list(value)
-    return [str(value)]
+def _repetitions(segment: Segment, field: int) -> list[str]:
+    return er7.repetitions(segment, field)
 
 
 def _reports(
-    message: hl7.Message,
+    message: Message,
     control_id: str,
     version: str,
     facility: tuple[str, Authority | None],
     message_time: datetime | None,
     default_tz: tzinfo,
 ) -> list[Report]:
-    groups: list[tuple[hl7.Segment | None, hl7.Segment, list[hl7.Segment]]] = []
-    pid: hl7.Segment | None = None
+    groups: list[tuple[Segment | None, Segment, list[Segment]]] = []
+    pid: Segment | None = None
     for segment in message:
         name = str(segment[0]).strip()
         if name == "PID":
@@ -436,11 +373,11 @@ def _reports(
 
 
 def _report(
-    message: hl7.Message,
+    message: Message,
     index: int,
-    pid: hl7.Segment,
-    obr: hl7.Segment,
-    obxs: list[hl7.Segment],
+    pid: Segment,
+    obr: Segment,
+    obxs: list[Segment],
     control_id: str,
     version: str,
     facility: tuple[str, Authority | None],  # (Report.sending_facility, MSH-4 as an HD)
@@ -488,7 +425,7 @@ def _report(
     )
 
 
-def _text_lines(message: hl7.Message, obxs: list[hl7.Segment]) -> tuple[list[str], list[str | None], bool]:
+def _text_lines(message: Message, obxs: list[Segment]) -> tuple[list[str], list[str | None], bool]:
     """Report text lines and, per line, the section its OBX-3 names (if any).
 
     When an OBX-3 code opens a section whose text carries no heading, the heading is written into the text
@@ -524,7 +461,7 @@ def _text_lines(message: hl7.Message, obxs: list[hl7.Segment]) -> tuple[list[str
     return lines, coded, has_text
 
 
-def _coded_section(obx: hl7.Segment) -> str | None:
+def _coded_section(obx: Segment) -> str | None:
     identifier = _get(obx, 3, c=1)
     if identifier.startswith("&"):
         return _CODED_SECTIONS.get(identifier[1:].upper())
@@ -562,7 +499,7 @@ def _sections(lines: list[str], coded: list[str | None]) -> dict[str, str]:
     return sections
 
 
-def _status(obr: hl7.Segment, obxs: list[hl7.Segment]) -> ReportStatus:
+def _status(obr: Segment, obxs: list[Segment]) -> ReportStatus:
     for value in [_get(obr, 25)] + [_get(obx, 11) for obx in obxs]:
         status = _STATUS_WORDS.get(value.upper())
         if status:
@@ -570,7 +507,7 @@ def _status(obr: hl7.Segment, obxs: list[hl7.Segment]) -> ReportStatus:
     return "P"  # no usable status anywhere: never claim a report is final without being told
 
 
-def _patient(pid: hl7.Segment) -> Patient:
+def _patient(pid: Segment) -> Patient:
     identifiers = []
     for rep in range(1, len(_repetitions(pid, 3)) + 1):
         value = _get(pid, 3, r=rep, c=1)

@@ -1,7 +1,7 @@
 """The hot-path shortcuts (benchmarks/hl7_path.md) give exactly what the plain library calls give:
-projected python-hl7 parsing vs. hl7.parse of the whole message, skeleton validation vs. full fhir.resources
-validation (including for invalid values at every variable path), orjson vs. json canonical bytes, mint_id vs.
-uuid.uuid5."""
+projected parsing vs. the whole message, connector/hl7/er7.py's split vs. hl7.parse's containers, skeleton
+validation vs. full fhir.resources validation (including for invalid values at every variable path), orjson vs.
+json canonical bytes, mint_id vs. uuid.uuid5."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from mappings.labels import LabelerInfo, LabelSet
 from mappings.vocabulary import OBSERVATIONS
 
 import connector.hl7.parse as parse_module
+from connector.hl7 import er7
 from connector.fhir import validate as validate_module
 from connector.fhir.bundle import build_bundle, build_bundle_shared, bundle_bytes
 from connector.fhir.identifiers import OutputProfile
@@ -48,13 +49,12 @@ def _outcome(raw: bytes):
 def test_projected_parse_extracts_what_a_whole_message_parse_does(monkeypatch):
     messages = _messages()
     fast = [_outcome(raw) for raw in messages]
-    # Reference: the stock hl7.parse given whole segments (those parse.py reads; others are never parsed).
+    # Reference: whole segments (those parse.py reads; others are never parsed).
     monkeypatch.setattr(
         parse_module,
         "_project",
         lambda text: "\r".join(s for s in text.split("\r") if s[:3] in parse_module._READ_SEGMENTS),
     )
-    monkeypatch.setattr(parse_module, "_hl7_parse", hl7.parse)
     reference = [_outcome(raw) for raw in messages]
     assert len(messages) >= 25
     # converted messages are compared field by field, not only rejections
@@ -62,22 +62,116 @@ def test_projected_parse_extracts_what_a_whole_message_parse_does(monkeypatch):
     assert fast == reference
 
 
-def _tree(container: object) -> object:
-    if isinstance(container, str):
-        return container
-    return (type(container).__name__, [_tree(x) for x in container])  # type: ignore[union-attr]
+# The python-hl7 reading parse.py used before connector/hl7/er7.py: its container tree, walked per value.
+def _hl7_get(segment, field: int, r: int = 1, c: int = 1, s: int = 1) -> str:
+    if field >= len(segment):
+        return ""
+    value = list.__getitem__(segment, field)
+    if isinstance(value, str):
+        return value if (r, c, s) == (1, 1, 1) else ""
+    if value and isinstance(list.__getitem__(value, 0), hl7.Repetition):
+        if r > len(value):
+            return ""
+        rep = list.__getitem__(value, r - 1)
+    elif r == 1:
+        rep = value
+    else:
+        return ""
+    if c > len(rep):
+        return ""
+    comp = list.__getitem__(rep, c - 1)
+    if isinstance(comp, hl7.Component):
+        return str(list.__getitem__(comp, s - 1)) if s <= len(comp) else ""
+    return str(comp) if s == 1 else ""
 
 
-def test_reused_plan_builds_the_containers_hl7_parse_builds():
-    checked = 0
-    for raw in _messages(include_shared=False):
+def _hl7_repetitions(segment, field: int) -> list[str]:
+    if field >= len(segment):
+        return []
+    value = segment[field]
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value[0], hl7.Repetition):
+        return [str(rep) for rep in value]
+    return [str(value)]
+
+
+def _hl7_unescaped_get(segment, field: int, r: int = 1, c: int = 1, s: int = 1) -> str:
+    text = _hl7_get(segment, field, r, c, s)
+    if segment.esc in text and not (field <= 2 and str(list.__getitem__(segment, 0)) == "MSH"):
+        text = parse_module._unescape(segment, text)
+    return text.strip()
+
+
+def _fuzzed(count: int) -> list[bytes]:
+    from benchmarks.hl7_fuzz import Mutator
+
+    mutator = Mutator(20261202)
+    return [mutator.input()[1] for _ in range(count)]
+
+
+def _texts(messages: list[bytes]) -> list[str]:
+    out = []
+    for raw in messages:
         body = unframe(raw).body
-        if not body.startswith(b"MSH"):
+        if body.startswith(b"MSH") and len(body) >= 8:
+            out.append(body.decode("utf-8", "replace"))
+    return out
+
+
+def test_er7_split_reads_every_value_python_hl7_reads():
+    """connector/hl7/er7.py against hl7.parse's containers: the same segments, and at every field, repetition,
+    component and subcomponent position (past the ends too) the same text, on the corpus and on fuzzed messages
+    (odd separators, broken headers, stray separators and escapes)."""
+    compared = failed_alike = 0
+    for text in _texts(_messages(include_shared=False) + _fuzzed(200)):
+        try:
+            reference = hl7.parse(text)
+        except Exception as exc:  # noqa: BLE001 - the split must fail alike
+            with pytest.raises(type(exc)):
+                er7.split_message(text)
+            failed_alike += 1
             continue
-        text = body.decode("utf-8", "replace")
-        assert _tree(parse_module._hl7_parse(text)) == _tree(hl7.parse(text))
-        checked += 1
-    assert checked >= 15
+        message = er7.split_message(text)
+        assert (message.esc, message.separators) == (reference.esc, reference.separators)
+        assert len(message) == len(reference)
+        for segment, expected in zip(message, reference, strict=True):
+            assert str(segment[0]) == str(expected[0])
+            for field in range(len(expected) + 2):
+                assert er7.repetitions(segment, field) == _hl7_repetitions(expected, field)
+                for r in (1, 2, 3):
+                    for c in (1, 2, 3, 5):
+                        for s in (1, 2):
+                            assert er7.component(segment, field, r, c, s) == _hl7_get(expected, field, r, c, s)
+        compared += 1
+    assert compared >= 150 and failed_alike >= 1
+
+
+def test_parse_reports_on_er7_equals_parse_reports_on_python_hl7(monkeypatch):
+    """Whole-parse outcomes (reports field by field, or the rejection's reason and detail) on the corpus and on
+    fuzzed messages: the parser on er7 gives what it gave on python-hl7's containers."""
+    messages = _messages() + _fuzzed(600)
+
+    def outcome(raw: bytes):
+        try:
+            return parse_reports(raw)
+        except MessageRejected as exc:
+            return ("rejected", exc.reason, exc.detail)
+
+    fast = [outcome(raw) for raw in messages]
+
+    def hl7_parse(text: str):
+        message = hl7.parser._split(text.strip(), hl7.parser.create_parse_plan(text.strip()))
+        return message, message.segment("MSH")
+
+    monkeypatch.setattr(parse_module, "_hl7_parse", hl7_parse)
+    monkeypatch.setattr(parse_module, "_get", _hl7_unescaped_get)
+    monkeypatch.setattr(parse_module, "_repetitions", _hl7_repetitions)
+    reference = [outcome(raw) for raw in messages]
+    assert sum(isinstance(o, list) for o in fast) >= 150  # fuzzed messages mostly still convert
+    assert fast == reference
 
 
 def test_mint_id_is_uuid5():
