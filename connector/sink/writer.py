@@ -68,34 +68,81 @@ class SinkWriter:
         self._batch_reads = True  # off once a server refuses FHIR batches
 
     async def write(self, records: Sequence[Record]) -> BatchResult:
+        """Pipelined, because the server must not idle while the sink prepares: the records are read in order, and
+        as soon as the first `max_in_flight` reports of the batch are known their state is read (one FHIR batch) and
+        their transactions start; the rest of the batch is read and planned while those are on the server, with a
+        second state read for the remaining reports. Reading the whole batch first, then its state, then sending
+        left the server idle for a tenth of every batch (benchmarks/sink.md)."""
         result = BatchResult(dead_letters=[])
-        chains: dict[object, list[tuple[Record, BundleFacts]]] = {}
-        for record in records:
-            headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers or ()}  # v may be None
-            try:
-                facts = read_record(record.value, headers)
-            except NotABundle as exc:
-                result.dead_letters.append(self._dead(record, exc.reason, exc.detail))
-                continue
-            if self.settings.profile and facts.profile != self.settings.profile:
-                result.dead_letters.append(self._dead(
-                    record, dl.PROFILE_MISMATCH, f"record profile {facts.profile}, sink.profile {self.settings.profile}"))
-                continue
-            # One chain per report (records without a report id: per record key, else alone).
-            chain = facts.report_id or record.key or (record.partition, record.offset)
-            chains.setdefault(chain, []).append((record, facts))
-
-        prefetched = await self._prefetch([items[0][1] for items in chains.values()])
         gate = asyncio.Semaphore(self.settings.max_in_flight)
+        first_group = self.settings.max_in_flight
+        latest: dict[object, asyncio.Task] = {}  # each report's latest record in this batch, as a task
+        tasks: list[asyncio.Task] = []
+        group: list[tuple[object, Record, BundleFacts]] = []  # read, not started yet
+        group_heads: set[object] = set()
+        flushed = 0
 
-        async def run_chain(items: list[tuple[Record, BundleFacts]]) -> None:
-            for n, (record, facts) in enumerate(items):
-                # Only a chain's first record may use the batch read: the ones after it see its own write.
-                known = prefetched.get(facts.provenance_id, _UNREAD) if n == 0 and facts.provenance_id else _UNREAD
-                async with gate:
-                    await self._apply(record, facts, result, known)
+        async def head(record: Record, facts: BundleFacts, state: asyncio.Task) -> None:
+            # A report's first record in the batch uses the batch read (awaited before taking a slot, so a slot is
+            # never held while waiting for it); the ones after it read their own, as they see its write.
+            known = (await state).get(facts.provenance_id, _UNREAD) if facts.provenance_id else _UNREAD
+            async with gate:
+                await self._apply(record, facts, result, known)
 
-        outcomes = await asyncio.gather(*(run_chain(c) for c in chains.values()), return_exceptions=True)
+        async def after(previous: asyncio.Task, record: Record, facts: BundleFacts) -> None:
+            # Strictly after the report's previous record; not at all when that one failed (the batch is held
+            # and retried as a whole). asyncio.wait: our own cancellation still propagates.
+            await asyncio.wait([previous])
+            if previous.cancelled() or previous.exception() is not None:
+                return
+            async with gate:
+                await self._apply(record, facts, result)
+
+        def flush() -> None:
+            state = asyncio.ensure_future(self._prefetch([f for c, _, f in group if c in group_heads]))
+            tasks.append(state)
+            for chain, record, facts in group:
+                if chain in group_heads and chain not in latest:
+                    task = asyncio.ensure_future(head(record, facts, state))
+                else:
+                    task = asyncio.ensure_future(after(latest[chain], record, facts))
+                latest[chain] = task
+                tasks.append(task)
+            group.clear()
+            group_heads.clear()
+
+        try:
+            for n, record in enumerate(records):
+                headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers or ()}  # v may be None
+                try:
+                    facts = read_record(record.value, headers)
+                except NotABundle as exc:
+                    result.dead_letters.append(self._dead(record, exc.reason, exc.detail))
+                    continue
+                if self.settings.profile and facts.profile != self.settings.profile:
+                    result.dead_letters.append(self._dead(
+                        record, dl.PROFILE_MISMATCH,
+                        f"record profile {facts.profile}, sink.profile {self.settings.profile}"))
+                    continue
+                # One chain per report (records without a report id: per record key, else alone).
+                chain = facts.report_id or record.key or (record.partition, record.offset)
+                if chain not in latest and chain not in group_heads:
+                    group_heads.add(chain)
+                group.append((chain, record, facts))
+                if not flushed and len(group_heads) >= first_group:
+                    flush()
+                    flushed += 1
+                    await asyncio.sleep(0)  # let the state read go out before reading on
+                elif flushed and n % first_group == 0:
+                    await asyncio.sleep(0)  # let answers in and the next transactions out
+            if group:
+                flush()
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome  # FhirUnavailable (or a bug): nothing of this batch is committed
