@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime
@@ -140,11 +142,23 @@ async def publish(bootstrap: str, topic: str, records, rate: float | None = None
     return stamps
 
 
-def _sink(bootstrap: str, url: str, in_flight: int, topic: str, suffix: str) -> tuple[SinkApp, asyncio.Task]:
+def load_writer(path: str):
+    """A SinkWriter class from a file, e.g. an earlier commit's: `git show main:connector/sink/writer.py > F`."""
+    spec = importlib.util.spec_from_file_location("baseline_writer", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]  # dataclasses look their module up there
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.SinkWriter
+
+
+def _sink(bootstrap: str, url: str, in_flight: int, topic: str, suffix: str,
+          writer=None) -> tuple[SinkApp, asyncio.Task]:
     settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, output_topic=topic, max_batch=64),
                         sink=SinkSettings(fhir_url=url, group_id=f"bench-{suffix}", max_in_flight=in_flight,
                                           dead_letter_topic=f"bench-dlq-{suffix}"), http_port=-1, log_level="WARNING")
     app = SinkApp(settings)
+    if writer is not None:
+        app.writer = writer(app.client, settings.sink, app.sink_metrics)
     return app, asyncio.create_task(app.run())
 
 
@@ -158,7 +172,8 @@ async def start_sink(bootstrap: str, url: str, in_flight: int) -> tuple[SinkApp,
     return app, task, topic
 
 
-async def sink_rate(bootstrap: str, url: str, records, in_flight: int, server_pid: int) -> tuple[float, float, float]:
+async def sink_rate(bootstrap: str, url: str, records, in_flight: int, server_pid: int,
+                    writer=None) -> tuple[float, float, float]:
     """The records are on the broker before the sink starts (the plain loops have theirs in memory too); timed
     from the sink's first consumed record to the last acceptance, so neither publishing nor the group's join is
     measured."""
@@ -166,16 +181,29 @@ async def sink_rate(bootstrap: str, url: str, records, in_flight: int, server_pi
     topic = f"bench-fhir-{suffix}"
     await create_topics(bootstrap, {topic: PARTITIONS, f"bench-dlq-{suffix}": 1})
     await publish(bootstrap, topic, records)
-    app, task = _sink(bootstrap, url, in_flight, topic, suffix)
+    app, task = _sink(bootstrap, url, in_flight, topic, suffix, writer)
     try:
         while app.metrics.consumed._value.get() == 0:
             await asyncio.sleep(0.001)
         cpu = Cpu(server_pid)
         started = time.perf_counter()
-        while app.sink_metrics.sent._value.get() < len(records):
-            if task.done():
+        # Woken by the last acceptance itself: a timer polling the counter every few ms cost this process CPU
+        # that the plain loops do not pay (it was charged to the sink).
+        done = asyncio.Event()
+        inc = app.sink_metrics.sent.inc
+
+        def counted(amount: float = 1) -> None:
+            inc(amount)
+            if app.sink_metrics.sent._value.get() >= len(records):
+                done.set()
+
+        app.sink_metrics.sent.inc = counted  # type: ignore[method-assign]
+        if app.sink_metrics.sent._value.get() < len(records):
+            waiter = asyncio.ensure_future(done.wait())
+            await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+            if not done.is_set():
+                waiter.cancel()
                 raise RuntimeError(f"sink stopped: {task.exception()!r}")
-            await asyncio.sleep(0.002)
         rate = len(records) / (time.perf_counter() - started)
         return (rate, *cpu.per_transaction_ms(len(records)))
     finally:
@@ -229,19 +257,24 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--baseline-writer", metavar="FILE",
+                        help="also run the sink with the SinkWriter of FILE (an earlier writer.py), same rounds")
     args = parser.parse_args()
+    baseline = load_writer(args.baseline_writer) if args.baseline_writer else None
     records = build_records(args.messages)
     latency_records = build_records(int(args.rate * args.seconds), offset=args.messages)
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()}, "
           f"bundle {statistics.median(len(v) for _, v, _ in records)} bytes median")
     results: dict[str, list[tuple[float, float, float]]] = {"plain POST": [], "plain read+POST": [], "sink": []}
+    if baseline is not None:
+        results["sink, baseline writer"] = []
     with LocalBroker() as broker:
         for rnd in range(args.rounds):
             for name in results:
                 with Medplum() as server:
-                    if name == "sink":
+                    if name.startswith("sink"):
                         row = asyncio.run(sink_rate(broker.bootstrap_servers, server.url, records, args.in_flight,
-                                                    server.proc.pid))
+                                                    server.proc.pid, baseline if name != "sink" else None))
                     else:
                         row = asyncio.run(plain(server.url, records, args.in_flight,
                                                 like_sink=name != "plain POST", server_pid=server.proc.pid))

@@ -116,11 +116,13 @@ class FhirClient:
         await self.http.aclose()
 
     # -- FHIR interactions -----------------------------------------------------------------------------------
-    async def transaction(self, bundle: dict) -> httpx.Response:
-        """POST [base] the transaction. `Prefer: return=minimal`: the sink needs the status only, so a server that
-        honours it does not send every resource back (one that does not: the body is not parsed either)."""
+    async def transaction(self, bundle: dict | bytes) -> httpx.Response:
+        """POST [base] the transaction (a Bundle, or one already serialised). `Prefer: return=minimal`: the sink
+        needs the status only, so a server that honours it does not send every resource back (one that does not:
+        the body is not parsed either)."""
         started = time.perf_counter()
-        response = await self._request("POST", "", content=orjson.dumps(bundle),
+        content = bundle if isinstance(bundle, bytes) else orjson.dumps(bundle)
+        response = await self._request("POST", "", content=content,
                                        headers={"content-type": FHIR_JSON, "prefer": "return=minimal"},
                                        kind="transaction")
         self.metrics.request_seconds.observe(time.perf_counter() - started)

@@ -22,7 +22,7 @@ import orjson
 from connector.logging import get_logger
 from connector.settings import SinkSettings
 from connector.sink import dead_letter as dl
-from connector.sink.bundle_facts import MACHINE_LABEL_CATEGORY, BundleFacts, NotABundle, read_record
+from connector.sink.bundle_facts import MACHINE_LABEL_CATEGORY, BundleFacts, Identifier, NotABundle, read_record
 from connector.sink.client import FhirClient, FhirConflict, FhirRejected, FhirUnavailable
 from connector.sink.metrics import SinkMetrics
 from connector.sink.outcome import summary
@@ -57,6 +57,21 @@ class _Unresolved(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A record read and ready to send, without its parsed Bundle: holding a poll batch's parsed Bundles until the
+    server's answers came back doubled the CPU of reading them (the cyclic GC traverses every live one on each
+    pass, and they crowd the caches). When the server holds nothing of the report (a first version: most records)
+    `first` is the whole transaction; otherwise the record is read again and planned against what the server holds
+    (a search and an If-Match transaction follow then anyway)."""
+
+    record: Record
+    headers: dict[str, str]
+    provenance_id: str | None
+    accession: Identifier | None
+    first: bytes  # plan(facts, ServerState()), serialised
+
+
 _UNREAD = object()  # no prefetched Provenance for this record: read it
 
 
@@ -68,42 +83,92 @@ class SinkWriter:
         self._batch_reads = True  # off once a server refuses FHIR batches
 
     async def write(self, records: Sequence[Record]) -> BatchResult:
+        """Pipelined, because the server must not idle while the sink prepares: the records are read in order, and
+        as soon as the first `max_in_flight` reports of the batch are known their state is read (one FHIR batch) and
+        their transactions start; the rest of the batch is read and planned while those are on the server, with a
+        second state read for the remaining reports. Reading the whole batch first, then its state, then sending
+        left the server idle while the sink parsed and waited for the state (benchmarks/sink.md)."""
         result = BatchResult(dead_letters=[])
-        chains: dict[object, list[tuple[Record, BundleFacts]]] = {}
-        for record in records:
-            headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers or ()}  # v may be None
-            try:
-                facts = read_record(record.value, headers)
-            except NotABundle as exc:
-                result.dead_letters.append(self._dead(record, exc.reason, exc.detail))
-                continue
-            if self.settings.profile and facts.profile != self.settings.profile:
-                result.dead_letters.append(self._dead(
-                    record, dl.PROFILE_MISMATCH, f"record profile {facts.profile}, sink.profile {self.settings.profile}"))
-                continue
-            # One chain per report (records without a report id: per record key, else alone).
-            chain = facts.report_id or record.key or (record.partition, record.offset)
-            chains.setdefault(chain, []).append((record, facts))
-
-        prefetched = await self._prefetch([items[0][1] for items in chains.values()])
         gate = asyncio.Semaphore(self.settings.max_in_flight)
+        first_group = self.settings.max_in_flight
+        latest: dict[object, asyncio.Task] = {}  # each report's latest record in this batch, as a task
+        tasks: list[asyncio.Task] = []
+        group: list[tuple[object, _Prepared]] = []  # read, not started yet
+        group_heads: set[object] = set()
+        flushed = 0
 
-        async def run_chain(items: list[tuple[Record, BundleFacts]]) -> None:
-            for n, (record, facts) in enumerate(items):
-                # Only a chain's first record may use the batch read: the ones after it see its own write.
-                known = prefetched.get(facts.provenance_id, _UNREAD) if n == 0 and facts.provenance_id else _UNREAD
-                async with gate:
-                    await self._apply(record, facts, result, known)
+        async def head(item: _Prepared, state: asyncio.Task) -> None:
+            # A report's first record in the batch uses the batch read (awaited before taking a slot, so a slot is
+            # never held while waiting for it); the ones after it read their own, as they see its write.
+            known = (await state).get(item.provenance_id, _UNREAD) if item.provenance_id else _UNREAD
+            async with gate:
+                await self._apply(item, result, known)
 
-        outcomes = await asyncio.gather(*(run_chain(c) for c in chains.values()), return_exceptions=True)
+        async def after(previous: asyncio.Task, item: _Prepared) -> None:
+            # Strictly after the report's previous record; not at all when that one failed (the batch is held
+            # and retried as a whole). asyncio.wait: our own cancellation still propagates.
+            await asyncio.wait([previous])
+            if previous.cancelled() or previous.exception() is not None:
+                return
+            async with gate:
+                await self._apply(item, result)
+
+        def flush() -> None:
+            state = asyncio.ensure_future(self._prefetch([i for c, i in group if c in group_heads]))
+            tasks.append(state)
+            for chain, item in group:
+                if chain in group_heads and chain not in latest:
+                    task = asyncio.ensure_future(head(item, state))
+                else:
+                    task = asyncio.ensure_future(after(latest[chain], item))
+                latest[chain] = task
+                tasks.append(task)
+            group.clear()
+            group_heads.clear()
+
+        try:
+            for n, record in enumerate(records):
+                headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers or ()}  # v may be None
+                try:
+                    facts = read_record(record.value, headers)
+                except NotABundle as exc:
+                    result.dead_letters.append(self._dead(record, exc.reason, exc.detail))
+                    continue
+                if self.settings.profile and facts.profile != self.settings.profile:
+                    result.dead_letters.append(self._dead(
+                        record, dl.PROFILE_MISMATCH,
+                        f"record profile {facts.profile}, sink.profile {self.settings.profile}"))
+                    continue
+                # One chain per report (records without a report id: per record key, else alone).
+                chain = facts.report_id or record.key or (record.partition, record.offset)
+                if chain not in latest and chain not in group_heads:
+                    group_heads.add(chain)
+                first = orjson.dumps(plan(facts, ServerState(), retire=self.settings.retire).transaction)
+                group.append((chain, _Prepared(record, headers, facts.provenance_id, facts.accession, first)))
+                del facts  # see _Prepared
+                if not flushed and len(group_heads) >= first_group:
+                    flush()
+                    flushed += 1
+                    await asyncio.sleep(0)  # let the state read go out before reading on
+                elif flushed and n % first_group == 0:
+                    await asyncio.sleep(0)  # let answers in and the next transactions out
+            if group:
+                flush()
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome  # FhirUnavailable (or a bug): nothing of this batch is committed
         return result
 
-    async def _prefetch(self, heads: list[BundleFacts]) -> dict[str, dict | None]:
-        """The Provenances of every report the batch starts with, in one batch request instead of one read each
-        (the read per record is the sink's whole cost over a plain POST loop). A batch of one reads normally."""
+    async def _prefetch(self, heads: list[_Prepared]) -> dict[str, dict | None]:
+        """The Provenances of a group of reports' first records (the batch's first `max_in_flight` reports, then
+        the rest), in one FHIR batch request instead of one read each: a single read costs the server about as
+        much as 10–25 ids in a batch read (benchmarks/sink_parts.py). A group of one reads normally."""
         ids = list(dict.fromkeys(f.provenance_id for f in heads if f.provenance_id))
         if len(ids) < 2 or not self._batch_reads:
             return {}
@@ -114,28 +179,34 @@ class SinkWriter:
             log.warning("fhir_batch_refused", status=exc.status)
             return {}
 
-    async def _apply(self, record: Record, facts: BundleFacts, result: BatchResult, known: object = _UNREAD) -> None:
+    async def _apply(self, item: _Prepared, result: BatchResult, known: object = _UNREAD) -> None:
+        record = item.record
         for _ in range(MAX_CONFLICTS):
             try:
                 # A 4xx on our own read or search is about this record too (e.g. an accession the server cannot
                 # search for): a dead letter, like a refused transaction.
-                state = await self._read_state(facts, known)
+                state = await self._read_state(item, known)
                 known = _UNREAD  # after a conflict, read again
-                decision = plan(facts, state, retire=self.settings.retire)
-                if isinstance(decision, Skip):
-                    if decision.reason == "stale":
-                        result.stale += 1
-                        self.metrics.stale.inc()
-                    else:
-                        result.duplicates += 1
-                        self.metrics.duplicates.inc()
-                    log.info("fhir_skipped", reason=decision.reason, partition=record.partition,
-                             offset=record.offset)
-                    return
-                transaction = decision.transaction
+                transaction: dict | bytes
+                if state.provenance is None and not state.observations:
+                    transaction, retired = item.first, 0  # nothing of the report on the server
+                else:
+                    decision = plan(read_record(record.value, item.headers), state, retire=self.settings.retire)
+                    if isinstance(decision, Skip):
+                        if decision.reason == "stale":
+                            result.stale += 1
+                            self.metrics.stale.inc()
+                        else:
+                            result.duplicates += 1
+                            self.metrics.duplicates.inc()
+                        log.info("fhir_skipped", reason=decision.reason, partition=record.partition,
+                                 offset=record.offset)
+                        return
+                    transaction, retired = decision.transaction, decision.retired
                 if self.settings.conditional_references == "sink":
                     # resolved in place: on a copy of its own, since the plan shares the record's resources
-                    transaction = orjson.loads(orjson.dumps(transaction))
+                    transaction = orjson.loads(transaction if isinstance(transaction, bytes)
+                                               else orjson.dumps(transaction))
                     await self._resolve(transaction)
                 await self.client.transaction(transaction)
             except FhirConflict:
@@ -150,13 +221,14 @@ class SinkWriter:
                 return
             result.applied += 1
             self.metrics.sent.inc()
-            self.metrics.retired.inc(decision.retired)
+            if retired:
+                self.metrics.retired.inc(retired)
             if record.timestamp_ms:
                 self.metrics.end_to_end.observe(max(0.0, time.time() - record.timestamp_ms / 1000))
             return
         raise FhirUnavailable(f"the same report changed on the server {MAX_CONFLICTS} times in a row (HTTP 409/412)")
 
-    async def _read_state(self, facts: BundleFacts, known: object = _UNREAD) -> ServerState:
+    async def _read_state(self, facts: BundleFacts | _Prepared, known: object = _UNREAD) -> ServerState:
         """The report's Provenance, then, only when it exists, our label Observations of the accession. Every
         version's transaction writes the Provenance together with its Observations, so a report without one on
         the server has no labels of ours to retire: a first version (most reports) costs one read, not a search
