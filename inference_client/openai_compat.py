@@ -104,6 +104,14 @@ class OpenAILabeler(HTTPLabeler):
             "stream": False,
             "response_format": response_format(self.preset, ANSWER_SCHEMA),
         }
+        if self.preset == "llamacpp":
+            # llama-cpp-python's server applies repeat_penalty 1.1 unless the request says otherwise, even at
+            # temperature 0. A label answer repeats "negative" and the JSON punctuation by design, so the penalty
+            # flips later values and makes the model close the object before the last keys: measured on the
+            # issue-16 SmolLM2, it never emitted Fracture or Support Devices through the server (0 of 220 lock-box
+            # reports) while the same GGUF, greedy without the penalty, answered as the trained model does.
+            # Only this preset: OpenAI rejects unknown parameters, and vLLM/TGI/llama-server default to no penalty.
+            body["repeat_penalty"] = 1.0
         if self.model_name is not None:
             body["model"] = self.model_name
         return body

@@ -24,6 +24,17 @@ async def test_env_settings_build_an_openai_labeler(monkeypatch: pytest.MonkeyPa
         assert str(labeler._http.base_url) == "https://vllm.example:8000"
         body = labeler.request_body("Normal chest.")
         assert body["response_format"]["type"] == "json_schema" and body["temperature"] == 0
+        assert "repeat_penalty" not in body  # OpenAI rejects parameters it does not know
+
+
+async def test_llama_cpp_python_requests_switch_its_default_repeat_penalty_off() -> None:
+    # llama-cpp-python penalises repeats (1.1) unless told otherwise, even at temperature 0: label answers repeat
+    # "negative" by design (the real server's effect on a fine-tuned model: docs/INFERENCE.md).
+    labeler = make_labeler(LabelerSettings(kind="llm", endpoint="http://127.0.0.1:9/v1", response_format="llamacpp"))
+    async with labeler:
+        body = labeler.request_body("Normal chest.")
+        assert body["repeat_penalty"] == 1.0 and body["temperature"] == 0
+        assert body["response_format"] == {"type": "json_object", "schema": body["response_format"]["schema"]}
 
 
 async def test_tgi_api_builds_the_native_labeler() -> None:
