@@ -44,7 +44,9 @@ def config(server: LlamaServer, **overrides: object) -> ClientConfig:
         "api_key": API_KEY,
         "response_format": "llamacpp",
         "model_name": "smollm2-135m",
-        "max_new_tokens": 64,
+        # The untrained SmolLM2 answers with all 14 keys (~120 tokens) now that the client switches
+        # llama-cpp-python's repeat penalty off; 64 used to suffice only because the penalty cut answers short.
+        "max_new_tokens": 192,
         "timeout_s": 30,
         "max_concurrency": 1,
         "backoff_base_s": 0.05,
