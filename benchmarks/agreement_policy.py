@@ -25,7 +25,10 @@ from mappings.vocabulary import OBSERVATIONS
 
 
 def read_labels(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("id")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("id")
+    except (OSError, ValueError, KeyError) as exc:  # missing file, not CSV, no id column: one line, exit 1
+        raise SystemExit(f"{path}: cannot read a label file ({type(exc).__name__}); write it with `radlabel label`")
     missing = [name for name in OBSERVATIONS if name not in frame.columns]
     if missing:
         raise SystemExit(f"{path}: not a label file (missing columns {missing}); write it with `radlabel label`")

@@ -41,3 +41,14 @@ def test_pick_takes_the_model_only_for_observations_it_won_on_dev(tmp_path) -> N
     out = pick(RULES, LLM, use_llm)
     assert out.loc["a", "Edema"] == "1" and out.loc["b", "Atelectasis"] == ""
     assert out.loc["a", "Cardiomegaly"] == "1"
+
+
+def test_an_unreadable_label_file_is_one_line_not_a_traceback(tmp_path) -> None:
+    import pytest
+
+    from benchmarks.agreement_policy import read_labels
+    bad = tmp_path / "labels.csv"
+    bad.write_bytes(b"\x00\xffnot,a\nlabel,file\n")
+    for path in (tmp_path / "missing.csv", bad):
+        with pytest.raises(SystemExit, match="label file"):
+            read_labels(path)
