@@ -14,7 +14,8 @@ the table reports the median round.
   cost as one read per record (the sink reads a poll batch's Provenances in one FHIR batch request instead).
 - sink: a SinkApp (the shared consume loop + connector.sink) in this process, started once the records are on
   Tansu (3 partitions); transactions/s from its first consumed record to the last acceptance (the group join is
-  not measured). Same --in-flight, max_batch 64.
+  not measured). Same --in-flight; poll batches of `kafka.max_batch` records (the setting's default, or --max-batch).
+- sink, max_batch N (--also-max-batch N): the same sink with N-record poll batches, in the same rounds.
 - latency at R msg/s: records published at R/s with their create time; latency = the server's
   Provenance.meta.lastUpdated minus the record's timestamp (same host clock). Side by side: plain POSTs paced at
   R/s, each timed from send to answer (what the server alone costs at that rate).
@@ -151,11 +152,16 @@ def load_writer(path: str):
     return module.SinkWriter
 
 
+MAX_BATCH = KafkaSettings().max_batch  # --max-batch: the poll batch the sink acts on
+
+
 def _sink(bootstrap: str, url: str, in_flight: int, topic: str, suffix: str,
-          writer=None) -> tuple[SinkApp, asyncio.Task]:
-    settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, output_topic=topic, max_batch=64),
+          writer=None, max_batch: int | None = None) -> tuple[SinkApp, asyncio.Task]:
+    settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, output_topic=topic,
+                                            max_batch=max_batch or MAX_BATCH),
                         sink=SinkSettings(fhir_url=url, group_id=f"bench-{suffix}", max_in_flight=in_flight,
-                                          dead_letter_topic=f"bench-dlq-{suffix}"), http_port=-1, log_level="WARNING")
+                                          dead_letter_topic=f"bench-dlq-{suffix}"),
+                        http_port=-1, log_level="WARNING")
     app = SinkApp(settings)
     if writer is not None:
         app.writer = writer(app.client, settings.sink, app.sink_metrics)
@@ -173,7 +179,7 @@ async def start_sink(bootstrap: str, url: str, in_flight: int) -> tuple[SinkApp,
 
 
 async def sink_rate(bootstrap: str, url: str, records, in_flight: int, server_pid: int,
-                    writer=None) -> tuple[float, float, float]:
+                    writer=None, max_batch: int | None = None) -> tuple[float, float, float]:
     """The records are on the broker before the sink starts (the plain loops have theirs in memory too); timed
     from the sink's first consumed record to the last acceptance, so neither publishing nor the group's join is
     measured."""
@@ -181,7 +187,7 @@ async def sink_rate(bootstrap: str, url: str, records, in_flight: int, server_pi
     topic = f"bench-fhir-{suffix}"
     await create_topics(bootstrap, {topic: PARTITIONS, f"bench-dlq-{suffix}": 1})
     await publish(bootstrap, topic, records)
-    app, task = _sink(bootstrap, url, in_flight, topic, suffix, writer)
+    app, task = _sink(bootstrap, url, in_flight, topic, suffix, writer, max_batch)
     try:
         while app.metrics.consumed._value.get() == 0:
             await asyncio.sleep(0.001)
@@ -251,6 +257,7 @@ async def plain_latency(url: str, records, rate: float) -> list[float]:
 
 
 def main() -> None:
+    global MAX_BATCH
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
@@ -259,22 +266,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--baseline-writer", metavar="FILE",
                         help="also run the sink with the SinkWriter of FILE (an earlier writer.py), same rounds")
+    parser.add_argument("--max-batch", type=int, default=MAX_BATCH, help="the sink's poll batch (kafka.max_batch)")
+    parser.add_argument("--also-max-batch", type=int, action="append", default=[], metavar="N",
+                        help="also run the sink with N-record poll batches, same rounds (repeatable)")
     args = parser.parse_args()
+    MAX_BATCH = args.max_batch
     baseline = load_writer(args.baseline_writer) if args.baseline_writer else None
     records = build_records(args.messages)
     latency_records = build_records(int(args.rate * args.seconds), offset=args.messages)
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()}, "
+    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()}, sink max_batch {MAX_BATCH}, "
           f"bundle {statistics.median(len(v) for _, v, _ in records)} bytes median")
     results: dict[str, list[tuple[float, float, float]]] = {"plain POST": [], "plain read+POST": [], "sink": []}
     if baseline is not None:
         results["sink, baseline writer"] = []
+    batches = {f"sink, max_batch {n}": n for n in args.also_max_batch}
+    results.update({name: [] for name in batches})
     with LocalBroker() as broker:
         for rnd in range(args.rounds):
             for name in results:
                 with Medplum() as server:
                     if name.startswith("sink"):
                         row = asyncio.run(sink_rate(broker.bootstrap_servers, server.url, records, args.in_flight,
-                                                    server.proc.pid, baseline if name != "sink" else None))
+                                                    server.proc.pid, baseline if name == "sink, baseline writer"
+                                                    else None, batches.get(name)))
                     else:
                         row = asyncio.run(plain(server.url, records, args.in_flight,
                                                 like_sink=name != "plain POST", server_pid=server.proc.pid))
