@@ -186,5 +186,8 @@ def load_dir(path: Path, dtype: torch.dtype = torch.float32) -> LoadedBase:
     if manifest.is_file():
         parent = json.loads(manifest.read_text())
         info["parent_version"] = parent.get("version")
-        info["parent_base"] = parent.get("base_model", {}).get("base")
+        # The root base, however many continuations deep: a parent that was itself continued names the root in its
+        # own parent_base (its "base" is then only the directory it continued from).
+        parent_base = parent.get("base_model", {})
+        info["parent_base"] = parent_base.get("parent_base") or parent_base.get("base")
     return LoadedBase(model, tokenizer, info)

@@ -96,7 +96,7 @@ def test_export_without_run_metadata_is_refused(tmp_path):
         export(tmp_path, tmp_path / "out", gguf=False)
 
 
-def test_continued_training_from_an_export_keeps_the_lineage(exported):
+def test_continued_training_from_an_export_keeps_the_lineage(exported, tmp_path):
     # `radlabel train --base EXPORT_DIR` continues from our own export: its manifest names where it started.
     from training.models import load_dir
 
@@ -109,3 +109,14 @@ def test_continued_training_from_an_export_keeps_the_lineage(exported):
 
     run = {"base": info, "data": {}, "hyperparameters": {}}
     assert build_manifest(target, run)["version"].startswith("radlabel-llm-tiny-qwen2-")
+    # A continuation of a continuation still names the root base, not the directory of the first continuation
+    # (whose own manifest has base = that directory and parent_base = the root).
+    import shutil
+
+    gen2 = tmp_path / "gen2"
+    shutil.copytree(target, gen2)
+    first = {**manifest, "base_model": {"base": "/runs/first-continuation-export", "kind": "local",
+                                        "parent_version": manifest["version"], "parent_base": "tiny-qwen2"}}
+    (gen2 / "manifest.json").write_text(json.dumps(first))
+    assert load_dir(gen2).info["parent_base"] == "tiny-qwen2"
+
