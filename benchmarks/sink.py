@@ -152,13 +152,10 @@ def load_writer(path: str):
     return module.SinkWriter
 
 
-MAX_BATCH = KafkaSettings().max_batch  # --max-batch: the poll batch the sink acts on
-
-
 def _sink(bootstrap: str, url: str, in_flight: int, topic: str, suffix: str,
           writer=None, max_batch: int | None = None) -> tuple[SinkApp, asyncio.Task]:
     settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, output_topic=topic,
-                                            max_batch=max_batch or MAX_BATCH),
+                                            max_batch=max_batch or KafkaSettings().max_batch),
                         sink=SinkSettings(fhir_url=url, group_id=f"bench-{suffix}", max_in_flight=in_flight,
                                           dead_letter_topic=f"bench-dlq-{suffix}"),
                         http_port=-1, log_level="WARNING")
@@ -257,7 +254,6 @@ async def plain_latency(url: str, records, rate: float) -> list[float]:
 
 
 def main() -> None:
-    global MAX_BATCH
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
@@ -266,21 +262,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--baseline-writer", metavar="FILE",
                         help="also run the sink with the SinkWriter of FILE (an earlier writer.py), same rounds")
-    parser.add_argument("--max-batch", type=int, default=MAX_BATCH, help="the sink's poll batch (kafka.max_batch)")
+    parser.add_argument("--max-batch", type=int, default=KafkaSettings().max_batch,
+                        help="the sink's poll batch (kafka.max_batch)")
     parser.add_argument("--also-max-batch", type=int, action="append", default=[], metavar="N",
                         help="also run the sink with N-record poll batches, same rounds (repeatable)")
     args = parser.parse_args()
-    MAX_BATCH = args.max_batch
+    if min([args.max_batch, *args.also_max_batch]) < 1:
+        parser.error("--max-batch and --also-max-batch take a record count >= 1")
     baseline = load_writer(args.baseline_writer) if args.baseline_writer else None
     records = build_records(args.messages)
     latency_records = build_records(int(args.rate * args.seconds), offset=args.messages)
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()}, sink max_batch {MAX_BATCH}, "
+    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, load {os.getloadavg()}, sink max_batch {args.max_batch}, "
           f"bundle {statistics.median(len(v) for _, v, _ in records)} bytes median")
     results: dict[str, list[tuple[float, float, float]]] = {"plain POST": [], "plain read+POST": [], "sink": []}
     if baseline is not None:
         results["sink, baseline writer"] = []
-    batches = {f"sink, max_batch {n}": n for n in args.also_max_batch}
-    results.update({name: [] for name in batches})
+    batches = {"sink": args.max_batch, **{f"sink, max_batch {n}": n for n in args.also_max_batch}}
+    results.update({name: [] for name in batches if name not in results})
     with LocalBroker() as broker:
         for rnd in range(args.rounds):
             for name in results:

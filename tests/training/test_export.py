@@ -119,4 +119,3 @@ def test_continued_training_from_an_export_keeps_the_lineage(exported, tmp_path)
                                         "parent_version": manifest["version"], "parent_base": "tiny-qwen2"}}
     (gen2 / "manifest.json").write_text(json.dumps(first))
     assert load_dir(gen2).info["parent_base"] == "tiny-qwen2"
-
