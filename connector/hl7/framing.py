@@ -107,8 +107,9 @@ class Unframed:
         self.truncated = truncated
 
 
-def unframe(chunk: bytes) -> Unframed:
-    """Strip MLLP bytes and a BOM, normalise segment terminators to CR, drop batch envelope segments."""
+def unframe(chunk: bytes, drop_envelope: bool = True) -> Unframed:
+    """Strip MLLP bytes and a BOM, normalise segment terminators to CR, drop batch envelope segments (unless
+    ``drop_envelope`` is False: a caller that keeps only named segments anyway skips the scan for them)."""
     body = chunk.strip(b" \t\r\n")
     truncated = False
     if body.startswith(START_BLOCK):
@@ -122,6 +123,6 @@ def unframe(chunk: bytes) -> Unframed:
         body = body[len(BOM) :]
     body = body.replace(b"\r\n", b"\r").replace(b"\n", b"\r").strip(b" \t\r")
     # The substring tests are a cheap precheck: the regex (anchored alternatives, no literal prefix) scans slowly.
-    if any(tag in body for tag in _ENVELOPE_TAGS) and _HAS_ENVELOPE.search(body):
+    if drop_envelope and any(tag in body for tag in _ENVELOPE_TAGS) and _HAS_ENVELOPE.search(body):
         body = b"\r".join(seg for seg in body.split(b"\r") if not _ENVELOPE.match(seg))
     return Unframed(body, truncated)

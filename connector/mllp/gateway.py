@@ -227,7 +227,10 @@ class MllpGateway:
         idle = self.mllp.idle_timeout_s or None
         while not self.stopping:
             try:
-                data = await asyncio.wait_for(reader.read(_READ_SIZE), idle)
+                # asyncio.timeout, not wait_for: wait_for wraps every read in a new Task (Python 3.11), a
+                # measurable share of the gateway's CPU per message.
+                async with asyncio.timeout(idle):
+                    data = await reader.read(_READ_SIZE)
             except asyncio.TimeoutError:
                 self.metrics.framing_errors.labels("idle-timeout").inc()
                 log.info("idle_timeout", peer=conn.peer, pending_bytes=decoder.pending_bytes)

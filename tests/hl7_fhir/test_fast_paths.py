@@ -374,6 +374,20 @@ def test_accession_key_equals_the_first_reports_key_on_every_message(tmp_path):
     assert accession_key(b"not hl7") is None and accession_key(b"MSH|^~\\&|A|B\rPID|1\r") is None
 
 
+def test_accession_key_reads_through_batch_envelopes():
+    """accession_key skips unframe's envelope scan when the message starts with MSH: envelope segments in front
+    (FHS/BHS) or behind (BTS/FTS), framed or not, still give the bare message's key."""
+    from connector.hl7.parse import accession_key
+
+    raw = (FIXTURES / "v251_ft_escapes_crlf_bom.hl7").read_bytes()
+    bare = accession_key(raw)
+    assert bare is not None
+    body = raw.replace(b"\xef\xbb\xbf", b"").strip()
+    for wrapped in (b"FHS|^~\\&|RIS\rBHS|^~\\&|RIS\r" + body, body + b"\rBTS|1\rFTS|1\r",
+                    b"\x0bFHS|^~\\&|RIS\r" + body + b"\rFTS|1\r\x1c\r", b"BHS|^~\\&\n" + body.replace(b"\r", b"\n")):
+        assert accession_key(wrapped) == bare, wrapped[:20]
+
+
 @pytest.mark.parametrize("warm", [True, False], ids=["known-shapes", "new-shapes"])
 def test_a_bad_value_in_an_object_the_resources_share_is_caught(warm):
     """The validator walks an object several resources of a bundle share (the report-version extension, the
