@@ -16,9 +16,20 @@ import sys
 
 import structlog
 
+# The configured level, for hot paths that would compute a line's fields only to have it filtered (structlog's
+# filtering logger drops the call, but the arguments are built first). Unconfigured structlog prints every level.
+_level = logging.NOTSET
+
+
+def enabled(level: int) -> bool:
+    """Whether a line at ``level`` would be written: lets a per-message call site skip building its fields."""
+    return level >= _level
+
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
+    global _level
     numeric = getattr(logging, level.upper(), logging.INFO)
+    _level = numeric
     shared: list = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

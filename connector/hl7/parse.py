@@ -287,9 +287,16 @@ def _hl7_parse(text: str) -> tuple[Message, Segment]:
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+# The same characters as bytes, for a C-speed test before the regex: every supported character set (_CHARSETS) is
+# ASCII-compatible and single-byte or UTF-8, so a C0 control or DEL in the text comes from that very byte.
+_CONTROL_BYTES = bytes(range(0x00, 0x09)) + b"\x0b\x0c" + bytes(range(0x0E, 0x20)) + b"\x7f"
+
+
 def _decode(body: bytes) -> str:
     text = _decode_charset(body)
-    return _CONTROL.sub("", text) if _CONTROL.search(text) else text
+    if len(body.translate(None, _CONTROL_BYTES)) == len(body):
+        return text  # no control byte: the regex search over the whole text (most of this function's time) is moot
+    return _CONTROL.sub("", text)
 
 
 def _decode_charset(body: bytes) -> str:

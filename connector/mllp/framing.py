@@ -70,8 +70,14 @@ class FrameDecoder:
         return self._size if self._inside else 0
 
     def feed(self, data: bytes) -> list[Event]:
+        n = len(data)
+        if not self._inside and n > 2 and data[0] == VT and data[-2] == FS and data[-1] == 0x0D \
+                and n - 3 <= self.max_bytes and data.find(_FS, 1) == n - 2 and data.find(_VT, 1) < 0:
+            # The usual read: exactly one whole frame (an engine sends one message and waits for its ACK). Same
+            # event as the loop below yields for it, without the buffer copies.
+            return [Frame(data[1:-2])]
         events: list[Event] = []
-        i, n = 0, len(data)
+        i = 0
         while i < n:
             if not self._inside:
                 start = data.find(_VT, i)

@@ -28,3 +28,19 @@ class MllpMetrics:
         self.bytes = Counter("radlabel_mllp_received_bytes", "Message bytes received in frames", registry=r)
         self.broker_unavailable = Gauge("radlabel_mllp_broker_unavailable",
                                         "1 while the last write to the broker failed or timed out", registry=r)
+        # Labelled children, looked up once: ``labels()`` takes a lock and builds a key on every call, and these
+        # two are counted for every message.
+        self._messages: dict[str, Counter] = {}
+        self._acks: dict[str, Counter] = {}
+
+    def count_message(self, outcome: str) -> None:
+        child = self._messages.get(outcome)
+        if child is None:
+            child = self._messages[outcome] = self.messages.labels(outcome)
+        child.inc()
+
+    def count_ack(self, code: str) -> None:
+        child = self._acks.get(code)
+        if child is None:
+            child = self._acks[code] = self.acks.labels(code)
+        child.inc()

@@ -412,3 +412,16 @@ def test_a_bad_value_in_an_object_the_resources_share_is_caught(warm):
                 fast.validate(bundle)
             with pytest.raises(InvalidResource):
                 BundleValidator().validate(bundle, full=True)
+
+
+def test_decode_control_byte_check_matches_the_regex() -> None:
+    """_decode skips its regex when no control byte is present: the byte table must name exactly the characters
+    the regex removes, for every byte value, or a control character would reach the FHIR strings."""
+    for value in range(256):
+        char = bytes([value]).decode("latin-1")
+        assert (bytes([value]) in parse_module._CONTROL_BYTES) == bool(parse_module._CONTROL.search(char)), value
+    body = b"MSH|^~\\&|A\x01B|\x7fC\x0bD\x1f\rPID|1||\xe9\t\n"
+    # \xe9 alone is not UTF-8: the undeclared character set falls back to ISO-8859-1.
+    assert parse_module._decode(body) == "MSH|^~\\&|AB|CD\rPID|1||\xe9\t\n"
+    assert parse_module._decode(b"MSH|^~\\&|plain\r") == "MSH|^~\\&|plain\r"
+

@@ -104,3 +104,46 @@ def test_cli_rejects_bad_settings_in_one_line() -> None:
     result = cli("mllp", "--bootstrap-servers", "127.0.0.1:1", "--non-oru", "maybe", "--http-port", "-1")
     assert result.returncode == 2
     assert "--non-oru" in result.stderr and "Traceback" not in result.stderr  # named as the user wrote it
+
+
+def test_frame_decoder_single_frame_reads_match_the_stream_path() -> None:
+    """A read holding exactly one frame takes a shortcut; fed in two pieces the same bytes take the general loop.
+    Both must give the same events, at the size limit, past it, and with stray VT / FS bytes inside."""
+    body = oru(1)
+    limit = len(body)
+    reads = [
+        b"\x0b" + body + b"\x1c\r",  # the usual read
+        b"\x0b" + body + b"X" + b"\x1c\r",  # one byte over the limit
+        b"\x0b" + body[:100] + b"\x0b" + body[100:] + b"\x1c\r",  # a restart inside: Unterminated, then a frame
+        b"\x0b" + body[:100] + b"\x1c\r" + body[100:] + b"\x1c\r",  # an FS inside: a frame, then garbage
+        b"\x0b" + body + b"\x1c\x1c\r",  # FS twice
+        b"\x0b\x1c\r",  # an empty frame
+        b"junk\x0b" + body + b"\x1c\r",
+    ]
+    for data in reads:
+        whole = FrameDecoder(limit, head_bytes=64)
+        pieces = FrameDecoder(limit, head_bytes=64)
+        got = whole.feed(data)
+        cut = data.index(b"\x0b") + 1  # just after the first VT: the rest of the frame arrives in a second read
+        assert got == pieces.feed(data[:cut]) + pieces.feed(data[cut:]), data[:40]
+        assert whole.in_frame == pieces.in_frame
+    assert FrameDecoder(limit).feed(reads[0]) == [Frame(body)]
+    assert isinstance(FrameDecoder(limit).feed(reads[1])[0], Oversize)
+
+
+def test_ack_timestamp_is_now_in_hl7_dtm() -> None:
+    """MSH-7 of an ACK: the current UTC time to 1/10,000 s with its offset (formatted once per second, then
+    reused: the value must still move within the second and match the clock)."""
+    import re
+    import time
+    from datetime import datetime, timezone
+
+    before = time.time()
+    stamps = [ack._stamp_now() for _ in range(3)]
+    after = time.time()
+    for stamp in stamps:
+        assert re.fullmatch(rb"\d{14}\.\d{4}\+0000", stamp), stamp
+        when = datetime.strptime(stamp[:19].decode(), "%Y%m%d%H%M%S.%f").replace(tzinfo=timezone.utc).timestamp()
+        assert before - 0.001 <= when <= after
+    built = ack.build_ack(ack.read_header(oru(1)), "AA")
+    assert re.match(rb"MSH\|\^~\\&\|[^|]*\|[^|]*\|[^|]*\|[^|]*\|\d{14}\.\d{4}\+0000\|", built)

@@ -242,6 +242,25 @@ async def test_framing_faults(kafka: KafkaSettings) -> None:
     assert 'radlabel_mllp_framing_errors_total{kind="idle-timeout"} 1.0' in metrics
 
 
+async def test_idle_timeout_counts_from_the_last_read_not_from_connect(kafka: KafkaSettings) -> None:
+    """The idle timer is one per connection, re-armed when it comes due: a sender that writes more often than the
+    timeout keeps its connection for many timeouts in a row, and a silent one is closed about one timeout later."""
+    idle = 0.6
+    async with running_gateway(kafka, idle_timeout_s=idle) as gateway:
+        client = await RawClient.connect(gateway.port)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(1, 8):  # 7 messages 0.35 s apart: 2.4 s, four timeouts' worth
+            await client.write(framed(oru(i)))
+            assert msa(await client.read_ack()) == ("AA", f"CTL000000000{i}")
+            await asyncio.sleep(0.35)
+        assert loop.time() - started > 4 * idle
+        silent_since = loop.time()
+        assert await client.closed_by_peer(timeout=5)
+        assert idle - 0.35 - 0.05 <= loop.time() - silent_since <= 2 * idle + 0.5
+        await client.close()
+
+
 async def test_allow_list_refuses_other_peers(kafka: KafkaSettings) -> None:
     async with running_gateway(kafka, allowed_peers=["127.0.0.2/32"]) as gateway:
         refused = await RawClient.connect(gateway.port)  # from 127.0.0.1
