@@ -12,6 +12,8 @@ hits each alike; the table reports the median round. Results: benchmarks/mllp.md
 - plain loop, C senders: the same N records produced by C asyncio tasks, each awaiting its record's acks=all
   before the next (the gateway's concurrency shape without the socket, parsing and ACK).
 - plain loop, pipelined: all N records sent, then awaited together (aiokafka batches freely): the broker's limit.
+- --baseline-repo DIR: a gateway from another checkout (an earlier commit) and the shipped one, back to back in
+  each round at 8 connections, with each process's CPU per message: a before/after measured in the same run.
 - latency at R msg/s: one connection (one sender task for the plain loop), sends paced at R/s, time from the
   frame written to its ACK read (plain: send() to the acks=all future resolved).
 """
@@ -50,12 +52,13 @@ _HEADER_KEY = ("import sys, connector.mllp.records as r\n"
                "from connector.cli import main\nsys.argv[0] = 'radlabel'\nmain()\n")
 
 
-def start_gateway(bootstrap: str, topic: str, level: str, header_key: bool = False) -> tuple[subprocess.Popen, int]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RADLABEL_LOG_LEVEL": level}
+def start_gateway(bootstrap: str, topic: str, level: str, header_key: bool = False,
+                  repo: Path = REPO) -> tuple[subprocess.Popen, int]:
+    env = {**os.environ, "PYTHONPATH": str(repo), "RADLABEL_LOG_LEVEL": level}
     entry = ["-c", _HEADER_KEY] if header_key else ["-m", "connector.cli"]
     proc = subprocess.Popen([sys.executable, *entry, "mllp", "--bootstrap-servers", bootstrap,
                              "--host", "127.0.0.1", "--port", "0", "--topic", topic, "--http-port", "-1"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     line = proc.stdout.readline()  # type: ignore[union-attr]
     return proc, json.loads(line)["port"]
 
@@ -125,6 +128,8 @@ async def main(args: argparse.Namespace) -> dict:
         await create_topics(broker.bootstrap_servers, {topic: PARTITIONS, plain_topic: PARTITIONS})
         gateway, port = start_gateway(broker.bootstrap_servers, topic, "WARNING")
         header_gateway, header_port = start_gateway(broker.bootstrap_servers, topic, "WARNING", header_key=True)
+        baseline = (start_gateway(broker.bootstrap_servers, topic, "WARNING", repo=args.baseline_repo)
+                    if args.baseline_repo else None)
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all",
                                     enable_idempotence=False, linger_ms=0, max_request_size=16 * 1_048_576)
         await producer.start()
@@ -132,9 +137,23 @@ async def main(args: argparse.Namespace) -> dict:
             await gateway_rate(port, messages[:200], 8)  # warm-up: connections, metadata, code paths
             await gateway_rate(header_port, messages[:200], 8)
             await plain_rate(producer, plain_topic, messages[:200], 8)
+            if baseline is not None:
+                await gateway_rate(baseline[1], messages[:200], 8)
+            ab: dict[str, dict[str, list[float]]] = {"baseline": {"msg_s": [], "cpu_ms": []},
+                                                     "shipped": {"msg_s": [], "cpu_ms": []}}
+            ab_cpu_s = 0.0  # the shipped gateway's CPU in the A/B pairs, kept out of its CPU figure below
             cpu0 = proc_cpu_s(gateway.pid)
             gateway_msgs = 0
             for _ in range(args.rounds):
+                if baseline is not None:
+                    # A/B pair: the baseline checkout's gateway and the shipped one, back to back, 8 connections,
+                    # each with its own process CPU over its round.
+                    for label, (proc, gport) in (("baseline", baseline), ("shipped", (gateway, port))):
+                        before = proc_cpu_s(proc.pid)
+                        ab[label]["msg_s"].append(await gateway_rate(gport, messages, 8))
+                        spent = proc_cpu_s(proc.pid) - before
+                        ab[label]["cpu_ms"].append(spent * 1000 / len(messages))
+                        ab_cpu_s += spent if label == "shipped" else 0.0
                 for name, coro in (
                     ("gateway, 1 connection", lambda: gateway_rate(port, messages, 1)),
                     ("gateway, 8 connections", lambda: gateway_rate(port, messages, 8)),
@@ -146,9 +165,12 @@ async def main(args: argparse.Namespace) -> dict:
                 ):
                     results.setdefault(name, []).append(await coro())
                     gateway_msgs += len(messages) if name.startswith("gateway") and "variant" not in name else 0
-            cpu_ms = (proc_cpu_s(gateway.pid) - cpu0) * 1000 / gateway_msgs
+            cpu_ms = (proc_cpu_s(gateway.pid) - cpu0 - ab_cpu_s) * 1000 / gateway_msgs
             header_gateway.terminate()
             header_gateway.wait(20)
+            if baseline is not None:
+                baseline[0].terminate()
+                baseline[0].wait(20)
             lat_gateway: list[float] = []
             await mllp_connection(port, latency_messages, lat_gateway, rate=args.rate)
             lat_plain = await plain_latency(producer, plain_topic, latency_messages, args.rate)
@@ -177,6 +199,12 @@ async def main(args: argparse.Namespace) -> dict:
         "gateway_cpu_ms_per_msg": cpu_ms,
         "latency": {"rate": args.rate, **lat},
         "gateway_8_connections_info_logs_msg_s": info_rate,
+        "ab_8_connections": ({label: {"repo": str(args.baseline_repo) if label == "baseline" else str(REPO),
+                                      "msg_s_median": statistics.median(v["msg_s"]),
+                                      "cpu_ms_per_msg_median": statistics.median(v["cpu_ms"]),
+                                      "msg_s": [round(x) for x in v["msg_s"]],
+                                      "cpu_ms_per_msg": [round(x, 3) for x in v["cpu_ms"]]}
+                              for label, v in ab.items()} if args.baseline_repo else None),
     }
 
 
@@ -189,6 +217,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--info-logs", action="store_true", help="also measure 8 connections with INFO logs")
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--baseline-repo", type=Path,
+                        help="a checkout of an earlier commit (git worktree add --detach DIR COMMIT): its gateway runs "
+                             "beside the shipped one in each round, 8 connections, for a before/after in one run")
     arguments = parser.parse_args()
     out = asyncio.run(main(arguments))
     text = json.dumps(out, indent=2)
