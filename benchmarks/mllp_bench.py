@@ -221,6 +221,9 @@ if __name__ == "__main__":
                         help="a checkout of an earlier commit (git worktree add --detach DIR COMMIT): its gateway runs "
                              "beside the shipped one in each round, 8 connections, for a before/after in one run")
     arguments = parser.parse_args()
+    if arguments.baseline_repo and not (arguments.baseline_repo / "connector" / "cli").is_dir():
+        parser.error(f"--baseline-repo {arguments.baseline_repo}: not a radlabel checkout (no connector/cli); "
+                     "make one with: git worktree add --detach DIR COMMIT")
     out = asyncio.run(main(arguments))
     text = json.dumps(out, indent=2)
     print(text)
