@@ -304,7 +304,15 @@ class SinkSettings(_Section):
     backoff_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
     retry_after_max_s: float = Field(120.0, ge=0)  # a server's Retry-After is honoured up to this
-    max_in_flight: int = Field(8, ge=1)  # transactions in flight (different reports; one report's stay in order)
+    max_in_flight: int = Field(8, ge=1)  # reports in flight (different reports; one report's stay in order)
+    # First versions of up to this many reports go to the server as one transaction, each resource written once:
+    # fewer, larger POSTs cost the server and the sink less per report (benchmarks/sink.md). A merged transaction
+    # the server refuses is resent report by report, so a bad bundle is still a dead letter alone. 1: one
+    # transaction per report. Never merged: versions that replace labels on the server (If-Match, retiring),
+    # conditional creates, and bundles whose references the sink resolves.
+    reports_per_transaction: int = Field(4, ge=1)
+    # The server's cap on one transaction (Medplum: 50 updates; Azure: 500 entries): merging stops below it.
+    max_transaction_entries: int = Field(50, ge=1)
     ca_file: str | None = None  # extra CA bundle (PEM) for a hospital-internal server; verification stays on
     auth: SinkAuthSettings = Field(default_factory=SinkAuthSettings)
 

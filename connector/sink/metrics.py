@@ -12,7 +12,11 @@ _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 class SinkMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
-        self.sent = Counter("radlabel_sink_transactions", "Transactions the FHIR server accepted", registry=r)
+        # Per report version, whether it went alone or in a merged transaction (connector.sink.merge).
+        self.sent = Counter("radlabel_sink_transactions", "Records (report versions) the FHIR server accepted",
+                            registry=r)
+        self.merged = Counter("radlabel_sink_merged_transactions", "Accepted transactions that carried several "
+                              "reports' first versions", registry=r)
         self.retried = Counter("radlabel_sink_retries", "FHIR requests retried, by cause (HTTP status, timeout, "
                                "connection, token, conflict)", ["cause"], registry=r)
         self.rejected = Counter("radlabel_sink_rejected", "Records dead-lettered, by reason (HTTP status or sink "

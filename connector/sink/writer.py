@@ -1,7 +1,8 @@
 """Applies a batch of output records to the FHIR server: the sink's `act` for the shared consumer loop.
 
 Per record: read what the server holds for the report (its Provenance, our label Observations of the accession),
-decide (connector.sink.plan), send one transaction. Per batch: the reports run concurrently (at most
+decide (connector.sink.plan), send one transaction; first versions (nothing of the report on the server: most
+records) of several reports share one transaction (connector.sink.merge). Per batch: the reports run concurrently (at most
 `sink.max_in_flight` transactions in flight), each report's records strictly in partition order, so two versions of
 one report never race inside this process. `write` returns only when every record is accepted, skipped (stale,
 duplicate) or a dead letter; it raises FhirUnavailable when the server stays unreachable, and then nothing of the
@@ -24,6 +25,7 @@ from connector.settings import SinkSettings
 from connector.sink import dead_letter as dl
 from connector.sink.bundle_facts import MACHINE_LABEL_CATEGORY, BundleFacts, Identifier, NotABundle, read_record
 from connector.sink.client import FhirClient, FhirConflict, FhirRejected, FhirUnavailable
+from connector.sink.merge import Group, Parts, split
 from connector.sink.metrics import SinkMetrics
 from connector.sink.outcome import summary
 from connector.sink.plan import ServerState, Skip, plan, resolve_conditional
@@ -70,6 +72,77 @@ class _Prepared:
     provenance_id: str | None
     accession: Identifier | None
     first: bytes  # plan(facts, ServerState()), serialised
+    parts: Parts | None = None  # the same, entry by entry, when it may share a transaction (connector.sink.merge)
+
+
+class _Merger:
+    """Collects first versions ready to send and sends up to `reports_per_transaction` of them as one transaction.
+    No timer: what is submitted in one turn of the event loop (the reports a state read just answered, or the
+    ones a finished transaction's slots let go) is merged at the end of that turn, so merging adds no wait.
+    `submit` answers True when the server accepted the merged transaction, False when the caller must send its
+    report alone (nothing to merge with, or the merged transaction was refused); FhirUnavailable propagates."""
+
+    def __init__(self, client: FhirClient, metrics: SinkMetrics, per_transaction: int, max_entries: int) -> None:
+        self.client, self.metrics = client, metrics
+        self.per_transaction, self.max_entries = per_transaction, max_entries
+        self._pending: list[tuple[Parts, asyncio.Future[bool]]] = []
+        self._gate: asyncio.Semaphore | None = None  # the batch's in-flight slots: one per merged transaction
+        self._scheduled = False
+        self._sending: set[asyncio.Task] = set()
+
+    async def submit(self, parts: Parts, gate: asyncio.Semaphore) -> bool:
+        loop = asyncio.get_running_loop()
+        self._gate = gate
+        done: asyncio.Future[bool] = loop.create_future()
+        self._pending.append((parts, done))
+        if len(self._pending) >= self.per_transaction:
+            self._flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await done
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = [p for p in self._pending if not p[1].done()], []
+        groups: list[tuple[Group, list[asyncio.Future[bool]]]] = []
+        for parts, done in pending:
+            if not groups or len(groups[-1][1]) >= self.per_transaction or not groups[-1][0].add(parts):
+                group = Group(self.max_entries)
+                if not group.add(parts):
+                    done.set_result(False)
+                    continue
+                groups.append((group, []))
+            groups[-1][1].append(done)
+        for group, waiting in groups:
+            if len(waiting) == 1:
+                waiting[0].set_result(False)  # alone: its own transaction, as without merging
+                continue
+            task = asyncio.ensure_future(self._send(group, waiting, self._gate))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, group: Group, waiting: list[asyncio.Future[bool]], gate: asyncio.Semaphore) -> None:
+        outcome: bool | BaseException
+        try:
+            async with gate:
+                await self.client.transaction(group.body())
+            outcome = True
+            self.metrics.merged.inc()
+        except (FhirRejected, FhirConflict) as exc:
+            # One report's bundle (or a concurrent writer) spoils the whole atomic transaction: each is resent alone.
+            self.metrics.retried.labels("merge-refused").inc()
+            log.info("fhir_merge_refused", status=getattr(exc, "status", 412), reports=len(waiting))
+            outcome = False
+        except BaseException as exc:  # FhirUnavailable, cancellation: every waiting report fails with it
+            outcome = exc
+        for done in waiting:
+            if done.done():
+                continue
+            if isinstance(outcome, BaseException):
+                done.set_exception(outcome)
+            else:
+                done.set_result(outcome)
 
 
 _UNREAD = object()  # no prefetched Provenance for this record: read it
@@ -81,6 +154,10 @@ class SinkWriter:
         self.settings = settings
         self.metrics = metrics
         self._batch_reads = True  # off once a server refuses FHIR batches
+        # Merging needs the transactions as planned: not when the sink rewrites them (conditional references).
+        self._merger = (_Merger(client, metrics, settings.reports_per_transaction, settings.max_transaction_entries)
+                        if settings.reports_per_transaction > 1 and settings.conditional_references == "server"
+                        else None)
 
     async def write(self, records: Sequence[Record]) -> BatchResult:
         """Pipelined, because the server must not idle while the sink prepares: the records are read in order, and
@@ -101,8 +178,7 @@ class SinkWriter:
             # A report's first record in the batch uses the batch read (awaited before taking a slot, so a slot is
             # never held while waiting for it); the ones after it read their own, as they see its write.
             known = (await state).get(item.provenance_id, _UNREAD) if item.provenance_id else _UNREAD
-            async with gate:
-                await self._apply(item, result, known)
+            await self._apply(item, result, gate, known)
 
         async def after(previous: asyncio.Task, item: _Prepared) -> None:
             # Strictly after the report's previous record; not at all when that one failed (the batch is held
@@ -110,8 +186,7 @@ class SinkWriter:
             await asyncio.wait([previous])
             if previous.cancelled() or previous.exception() is not None:
                 return
-            async with gate:
-                await self._apply(item, result)
+            await self._apply(item, result, gate)
 
         def flush() -> None:
             state = asyncio.ensure_future(self._prefetch([i for c, i in group if c in group_heads]))
@@ -143,8 +218,14 @@ class SinkWriter:
                 chain = facts.report_id or record.key or (record.partition, record.offset)
                 if chain not in latest and chain not in group_heads:
                     group_heads.add(chain)
-                first = orjson.dumps(plan(facts, ServerState(), retire=self.settings.retire).transaction)
-                group.append((chain, _Prepared(record, headers, facts.provenance_id, facts.accession, first)))
+                planned = plan(facts, ServerState(), retire=self.settings.retire).transaction
+                parts = split(planned) if self._merger is not None else None
+                if parts is not None and parts.mergeable:
+                    first = parts.whole()
+                else:
+                    first, parts = orjson.dumps(planned), None
+                group.append((chain, _Prepared(record, headers, facts.provenance_id, facts.accession, first, parts)))
+                del planned
                 del facts  # see _Prepared
                 if not flushed and len(group_heads) >= first_group:
                     flush()
@@ -179,7 +260,19 @@ class SinkWriter:
             log.warning("fhir_batch_refused", status=exc.status)
             return {}
 
-    async def _apply(self, item: _Prepared, result: BatchResult, known: object = _UNREAD) -> None:
+    async def _apply(self, item: _Prepared, result: BatchResult, gate: asyncio.Semaphore,
+                     known: object = _UNREAD) -> None:
+        """One record, holding one of the batch's `max_in_flight` slots while it reads and sends; a first version
+        the state read found nothing of goes to the merger instead, which takes a slot per merged transaction (a
+        slot held while waiting for the merger could starve it)."""
+        if known is None and item.parts is not None and self._merger is not None:
+            if await self._merger.submit(item.parts, gate):
+                self._accepted(item.record, result, 0)
+                return
+        async with gate:
+            await self._apply_alone(item, result, known)
+
+    async def _apply_alone(self, item: _Prepared, result: BatchResult, known: object) -> None:
         record = item.record
         for _ in range(MAX_CONFLICTS):
             try:
@@ -219,14 +312,17 @@ class SinkWriter:
             except _Unresolved as exc:
                 result.dead_letters.append(self._dead(record, dl.UNRESOLVED_REFERENCE, str(exc)))
                 return
-            result.applied += 1
-            self.metrics.sent.inc()
-            if retired:
-                self.metrics.retired.inc(retired)
-            if record.timestamp_ms:
-                self.metrics.end_to_end.observe(max(0.0, time.time() - record.timestamp_ms / 1000))
+            self._accepted(record, result, retired)
             return
         raise FhirUnavailable(f"the same report changed on the server {MAX_CONFLICTS} times in a row (HTTP 409/412)")
+
+    def _accepted(self, record: Record, result: BatchResult, retired: int) -> None:
+        result.applied += 1
+        self.metrics.sent.inc()
+        if retired:
+            self.metrics.retired.inc(retired)
+        if record.timestamp_ms:
+            self.metrics.end_to_end.observe(max(0.0, time.time() - record.timestamp_ms / 1000))
 
     async def _read_state(self, facts: BundleFacts | _Prepared, known: object = _UNREAD) -> ServerState:
         """The report's Provenance, then, only when it exists, our label Observations of the accession. Every

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
+import orjson
 from prometheus_client import CollectorRegistry
 
 from connector.settings import SinkSettings
@@ -129,3 +130,59 @@ async def test_retire_by_delete(medplum):
     gone = httpx.get(f"{medplum.url}/Observation/{observation_id('DEL1', 'Pneumothorax')}")
     assert gone.status_code in (404, 410)
     assert metrics.retired._value.get() == 1
+
+
+async def _write(medplum, records, **settings_kw):
+    settings = SinkSettings(fhir_url=medplum.url, **settings_kw)
+    metrics = SinkMetrics(CollectorRegistry())
+    client = FhirClient(settings, metrics)
+    try:
+        return await SinkWriter(client, settings, metrics).write(records), metrics
+    finally:
+        await client.aclose()
+
+
+async def test_first_versions_of_several_reports_share_transactions(medplum):
+    findings = [{"Edema": "+"}, {"Pneumothorax": "-", "Edema": "?"}, {"Cardiomegaly": "+"}] * 3
+    records = [Rec(*record(f"MRG{i}", "F", f, result_time="2025-01-01T08:00:00Z"), offset=i)
+               for i, f in enumerate(findings)]
+    before = medplum.counters()["transactions"]
+    result, metrics = await _write(medplum, records, reports_per_transaction=4)
+    assert result.applied == len(records) and not result.dead_letters
+    posted = medplum.counters()["transactions"] - before
+    assert posted < len(records)  # merged: fewer transactions than reports
+    assert metrics.merged._value.get() >= 1 and metrics.sent._value.get() == len(records)
+    for i, f in enumerate(findings):  # every report's own labels, nothing of another's
+        assert set(live(medplum, f"MRG{i}")) == set(f)
+    # a replay writes nothing (each report's Provenance carries its record's digest, merged or not)
+    before = medplum.counters()["transactions"]
+    replay, _ = await _write(medplum, records, reports_per_transaction=4)
+    assert (replay.applied, replay.duplicates) == (0, len(records))
+    assert medplum.counters()["transactions"] == before
+
+
+async def test_one_transaction_per_report_when_merging_is_off(medplum):
+    records = [Rec(*record(f"ONE{i}", "F", {"Edema": "-"}), offset=i) for i in range(5)]
+    before = medplum.counters()["transactions"]
+    result, metrics = await _write(medplum, records, reports_per_transaction=1)
+    assert result.applied == 5
+    assert medplum.counters()["transactions"] - before == 5
+    assert metrics.merged._value.get() == 0
+
+
+async def test_a_refused_merged_transaction_is_resent_report_by_report(medplum):
+    """One bad bundle among mergeable ones: the server refuses the atomic merged transaction; each report is then
+    sent alone, so the good ones land and only the bad one is a dead letter."""
+    good = [Rec(*record(f"BADM{i}", "F", {"Edema": "+"}), offset=i) for i in range(3)]
+    key, value, headers = record("BADM9", "F", {"Edema": "+"})
+    broken = orjson.loads(value)
+    broken["entry"][-1]["request"]["url"] = "Provenance/not-its-id"  # id and URL differ: the server answers 400
+    records = [good[0], Rec(key, orjson.dumps(broken), headers, offset=3), *good[1:]]
+    result, metrics = await _write(medplum, records, reports_per_transaction=4)
+    assert result.applied == 3
+    assert [d.reason for d in result.dead_letters] == ["http-400"]
+    assert result.dead_letters[0].source.offset == 3
+    assert metrics.retried.labels("merge-refused")._value.get() >= 1
+    for i in range(3):
+        assert live(medplum, f"BADM{i}") == {"Edema": "52101004"}
+    assert live(medplum, "BADM9") == {}
