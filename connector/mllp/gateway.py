@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
@@ -63,7 +62,13 @@ class _Connection:
     reading: bool = False  # waiting for bytes: the only state the idle timeout applies to
     read_since: float = 0.0  # loop time the current read began
     idle_expired: bool = False
+    storing: bool = False  # waiting for the broker to hold a message: the only state the broker timeout applies to
+    store_since: float = 0.0
+    store_expired: bool = False
     watchdog: asyncio.TimerHandle | None = None
+
+
+_WATCH_TICKS = 10  # watchdog ticks per (shorter) timeout: a timeout fires at most 10 % late
 
 
 class _Close(Exception):
@@ -229,12 +234,11 @@ class MllpGateway:
 
     async def _serve(self, conn: _Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decoder = FrameDecoder(self.mllp.max_message_bytes)
-        idle = self.mllp.idle_timeout_s or None
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        if idle:
-            conn.watchdog = loop.call_at(loop.time() + idle, self._idle_check, conn, task, idle)
+        tick = min(self.mllp.broker_timeout_s, self.mllp.idle_timeout_s or float("inf")) / _WATCH_TICKS
+        conn.watchdog = loop.call_at(loop.time() + tick, self._watch, conn, task, tick)
         try:
             while not self.stopping:
                 conn.read_since, conn.reading = loop.time(), True
@@ -263,7 +267,7 @@ class MllpGateway:
                         continue
                     conn.busy = True
                     try:
-                        reply = await self._handle_event(event, conn.peer)
+                        reply = await self._handle_event(event, conn)
                     except _Close:
                         return
                     finally:
@@ -277,25 +281,29 @@ class MllpGateway:
             if conn.watchdog is not None:
                 conn.watchdog.cancel()
 
-    def _idle_check(self, conn: _Connection, task: asyncio.Task, idle: float) -> None:
-        """The idle timeout: one timer per connection, re-armed only when it comes due, instead of a timeout
-        around every read (asyncio.timeout schedules and cancels a timer per read, a measurable share of the
-        gateway's CPU per message). Like a timeout around the read, it fires only while the connection waits
-        for bytes, ``idle`` seconds after that wait began."""
-        loop = asyncio.get_running_loop()
-        due = conn.read_since + idle
-        if conn.reading and loop.time() >= due:
+    def _watch(self, conn: _Connection, task: asyncio.Task, tick: float) -> None:
+        """The idle timeout and the broker timeout of one connection: one timer, ticking every tenth of the shorter
+        timeout, instead of an ``asyncio.timeout`` around every read and every broker write (each schedules and
+        cancels a timer: together about a tenth of the gateway's CPU per message, benchmarks/mllp.md). Like those,
+        the idle timeout applies only while the connection waits for bytes and the broker timeout only while a
+        message waits for the broker; each fires within a tick after it comes due."""
+        now = asyncio.get_running_loop().time()
+        idle = self.mllp.idle_timeout_s
+        if conn.reading and idle and now >= conn.read_since + idle:
             conn.idle_expired, conn.watchdog = True, None
             task.cancel()
             return
-        # Busy or writing: the next read starts a new wait, which cannot come due before now + idle.
-        conn.watchdog = loop.call_at(due if conn.reading else loop.time() + idle, self._idle_check, conn, task,
-                                     idle)
+        if conn.storing and not conn.store_expired and now >= conn.store_since + self.mllp.broker_timeout_s:
+            conn.store_expired = True
+            task.cancel()
+        conn.watchdog = asyncio.get_running_loop().call_at(now + tick, self._watch, conn, task, tick)
 
-    async def _handle_event(self, event: Frame | Oversize | Unterminated, peer: str) -> tuple[bytes, float] | None:
+    async def _handle_event(self, event: Frame | Oversize | Unterminated,
+                            conn: _Connection) -> tuple[bytes, float] | None:
         """The ACK to send (and when the frame was complete), None when the sender asked for none."""
         started = time.perf_counter()
-        received_at = datetime.now(timezone.utc)
+        received_at = time.time()
+        peer = conn.peer
         if isinstance(event, Frame):
             self.metrics.bytes.inc(len(event.body))
             decision = decide(event.body, self.mllp.non_oru)
@@ -317,7 +325,7 @@ class MllpGateway:
         elif decision.action == "store":
             assert isinstance(event, Frame)
             key, headers = build_record(event.body, peer, msh, received_at)
-            stored = await self._store(event.body, key, headers)
+            stored = await self._store(event.body, key, headers, conn)
             if stored == "too-large":
                 code, outcome = "AR", "rejected"
                 error = ack.AckError(ack.APPLICATION_INTERNAL_ERROR, "the broker refused the record size")
@@ -346,16 +354,28 @@ class MllpGateway:
                  bytes=size, outcome=outcome, reason=reason, ack=sent,
                  ms=round((time.perf_counter() - started) * 1000, 2))
 
-    async def _store(self, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> str:
-        """'stored' once the broker holds the record; 'too-large' or 'unavailable' otherwise."""
+    async def _store(self, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]],
+                     conn: _Connection) -> str:
+        """'stored' once the broker holds the record; 'too-large' or 'unavailable' otherwise (also when the
+        broker did not answer within mllp.broker_timeout_s: the connection's watchdog cancels the wait)."""
         assert self.producer is not None
         future: asyncio.Future | None = None
+        conn.store_since, conn.storing, conn.store_expired = asyncio.get_running_loop().time(), True, False
         try:
-            async with asyncio.timeout(self.mllp.broker_timeout_s):
+            try:
                 future = await self.producer.send(self.topic, value, key=key, headers=headers)
                 # shield: a timeout stops our wait, not the producer's delivery (which may still land; a resend is
                 # then a harmless duplicate).
                 await asyncio.shield(future)
+            except asyncio.CancelledError:
+                if not conn.store_expired:
+                    raise  # shutdown, not our timeout
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                raise asyncio.TimeoutError from None
+            finally:
+                conn.storing = False
         except (MessageSizeTooLargeError, RecordTooLargeError):
             return "too-large"
         except (asyncio.TimeoutError, KafkaError) as exc:

@@ -8,6 +8,7 @@ HL7, no OBR, ...) is keyed by its MSH-10; with several reports, by the first rep
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 from connector.hl7.ack import Msh, read_msh
@@ -24,9 +25,28 @@ def message_key(message: bytes, msh: Msh | None) -> bytes | None:
     return None
 
 
-def record_headers(msh: Msh | None, received_at: datetime, peer: str | None) -> list[tuple[str, bytes]]:
-    headers = [("content-type", CONTENT_TYPE_HL7),
-               ("received-at", received_at.astimezone(timezone.utc).isoformat(timespec="milliseconds").encode())]
+_second: tuple[int, bytes] = (-1, b"")
+
+
+def received_stamp(when: datetime | float) -> bytes:
+    """ISO 8601 UTC with milliseconds, as ``datetime.isoformat(timespec="milliseconds")`` writes it; from epoch
+    seconds, the date and time part is formatted once per second (the gateway stamps every message: formatting a
+    datetime each time was a few per cent of its CPU)."""
+    global _second
+    if isinstance(when, datetime):
+        return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").encode()
+    second = int(when)
+    micros = round((when - second) * 1e6)  # as datetime.fromtimestamp rounds, then isoformat truncates
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    if _second[0] != second:
+        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode())
+    return _second[1] + b".%03d+00:00" % (micros // 1000)
+
+
+def record_headers(msh: Msh | None, received_at: datetime | float, peer: str | None) -> list[tuple[str, bytes]]:
+    """``received_at``: a datetime, or epoch seconds."""
+    headers = [("content-type", CONTENT_TYPE_HL7), ("received-at", received_stamp(received_at))]
     if msh is not None and msh.control_id:
         headers.append(("hl7-message-control-id", msh.control_id))
     if peer is not None:
@@ -35,6 +55,6 @@ def record_headers(msh: Msh | None, received_at: datetime, peer: str | None) -> 
 
 
 def build_record(message: bytes, peer: str | None, msh: Msh | None = None,
-                 received_at: datetime | None = None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+                 received_at: datetime | float | None = None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
     msh = msh if msh is not None else read_msh(message)
     return message_key(message, msh), record_headers(msh, received_at or datetime.now(timezone.utc), peer)

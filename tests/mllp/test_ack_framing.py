@@ -147,3 +147,25 @@ def test_ack_timestamp_is_now_in_hl7_dtm() -> None:
         assert before - 0.001 <= when <= after
     built = ack.build_ack(ack.read_header(oru(1)), "AA")
     assert re.match(rb"MSH\|\^~\\&\|[^|]*\|[^|]*\|[^|]*\|[^|]*\|\d{14}\.\d{4}\+0000\|", built)
+
+
+def test_received_stamp_from_epoch_matches_datetime_isoformat() -> None:
+    """The gateway stamps `received-at` from epoch seconds with the date part cached per second: it must write
+    exactly what datetime.isoformat(timespec="milliseconds") writes for the same instant, also across second
+    boundaries and at rounding edges."""
+    import random
+    from datetime import datetime, timezone
+
+    from connector.mllp.records import received_stamp
+
+    rng = random.Random(7)
+    instants = [rng.uniform(0, 4e9) for _ in range(20_000)]
+    instants += [int(t) + frac for t in instants[:2_000] for frac in (0.0, 0.0009995, 0.9994999, 0.9999996)]
+    for when in instants:
+        assert received_stamp(when) == received_stamp(datetime.fromtimestamp(when, timezone.utc)), when
+
+
+def test_ack_control_ids_are_unique_and_fit_msh10() -> None:
+    ids = [ack.new_control_id() for _ in range(50_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 20 and i.isalnum() and i.upper() == i for i in ids)

@@ -168,3 +168,33 @@ async def test_gateway_sigkilled_every_acked_message_is_stored(kafka: KafkaSetti
     final = await read_all(kafka.bootstrap_servers, [kafka.input_topic],
                            until=lambda r: {x.value for x in r} >= set(messages), timeout_s=30)
     assert {r.value for r in final} == set(messages)
+
+
+async def test_broker_timeout_is_bounded_and_the_connection_goes_on(tmp_path: Path) -> None:
+    """mllp.broker_timeout_s is kept by the connection's watchdog (no timer per message): a message the frozen
+    broker does not take is answered AE after the timeout, at most one watchdog tick (a tenth) late, and the same
+    connection's next message, once the broker is back, is stored and answered AA."""
+    with LocalBroker(log_path=tmp_path / "tansu.log") as local:
+        kafka = own_topics(local.bootstrap_servers)
+        await create_topics(local.bootstrap_servers, {kafka.input_topic: 1})
+        async with running_gateway(kafka, broker_timeout_s=1.0, on_broker_timeout="AE") as gateway:
+            reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+            try:
+                async def send(message: bytes) -> tuple[str, float]:
+                    started = time.monotonic()
+                    writer.write(b"\x0b" + message + b"\x1c\r")
+                    reply = await asyncio.wait_for(reader.readuntil(b"\x1c\r"), 30)
+                    return str(parse_ack(reply[1:-2]).segment("MSA")[1]), time.monotonic() - started
+
+                assert (await send(oru(1)))[0] == "AA"
+                os.kill(local.pid, signal.SIGSTOP)
+                try:
+                    code, waited = await send(oru(2))
+                finally:
+                    os.kill(local.pid, signal.SIGCONT)
+                assert code == "AE"
+                assert 1.0 <= waited < 1.6, waited  # the timeout plus one tick (0.1 s) plus scheduling slack
+                code, _ = await send(oru(3))
+                assert code == "AA"
+            finally:
+                writer.close()
