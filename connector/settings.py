@@ -304,7 +304,7 @@ class SinkSettings(_Section):
     backoff_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
     retry_after_max_s: float = Field(120.0, ge=0)  # a server's Retry-After is honoured up to this
-    max_in_flight: int = Field(8, ge=1)  # reports in flight (different reports; one report's stay in order)
+    max_in_flight: int = Field(8, ge=1)  # transactions in flight, merged or not (one report's versions stay in order)
     # First versions of up to this many reports go to the server as one transaction, each resource written once:
     # fewer, larger POSTs cost the server and the sink less per report (benchmarks/sink.md). A merged transaction
     # the server refuses is resent report by report, so a bad bundle is still a dead letter alone. 1: one

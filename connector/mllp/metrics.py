@@ -34,13 +34,14 @@ class MllpMetrics:
         self._acks: dict[str, Counter] = {}
 
     def count_message(self, outcome: str) -> None:
-        child = self._messages.get(outcome)
-        if child is None:
-            child = self._messages[outcome] = self.messages.labels(outcome)
-        child.inc()
+        _child(self._messages, self.messages, outcome).inc()
 
     def count_ack(self, code: str) -> None:
-        child = self._acks.get(code)
-        if child is None:
-            child = self._acks[code] = self.acks.labels(code)
-        child.inc()
+        _child(self._acks, self.acks, code).inc()
+
+
+def _child(cache: dict[str, Counter], family: Counter, label: str) -> Counter:
+    child = cache.get(label)
+    if child is None:
+        child = cache[label] = family.labels(label)
+    return child

@@ -8,10 +8,9 @@ HL7, no OBR, ...) is keyed by its MSH-10; with several reports, by the first rep
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
-from connector.hl7.ack import Msh, read_msh
+from connector.hl7.ack import Msh, UtcSecond, read_msh
 from connector.hl7.parse import accession_key
 from connector.stream.dlq import CONTENT_TYPE_HL7
 
@@ -25,23 +24,20 @@ def message_key(message: bytes, msh: Msh | None) -> bytes | None:
     return None
 
 
-_second: tuple[int, bytes] = (-1, b"")
+_iso_second = UtcSecond("%Y-%m-%dT%H:%M:%S")
 
 
 def received_stamp(when: datetime | float) -> bytes:
     """ISO 8601 UTC with milliseconds, as ``datetime.isoformat(timespec="milliseconds")`` writes it; from epoch
     seconds, the date and time part is formatted once per second (the gateway stamps every message: formatting a
     datetime each time was a few per cent of its CPU)."""
-    global _second
     if isinstance(when, datetime):
         return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").encode()
     second = int(when)
     micros = round((when - second) * 1e6)  # as datetime.fromtimestamp rounds, then isoformat truncates
     if micros >= 1_000_000:
         second, micros = second + 1, micros - 1_000_000
-    if _second[0] != second:
-        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode())
-    return _second[1] + b".%03d+00:00" % (micros // 1000)
+    return _iso_second(second) + b".%03d+00:00" % (micros // 1000)
 
 
 def record_headers(msh: Msh | None, received_at: datetime | float, peer: str | None) -> list[tuple[str, bytes]]:

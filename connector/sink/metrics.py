@@ -18,7 +18,7 @@ class SinkMetrics:
         self.merged = Counter("radlabel_sink_merged_transactions", "Accepted transactions that carried several "
                               "reports' first versions", registry=r)
         self.retried = Counter("radlabel_sink_retries", "FHIR requests retried, by cause (HTTP status, timeout, "
-                               "connection, token, conflict)", ["cause"], registry=r)
+                               "connection, token, conflict, merge-refused)", ["cause"], registry=r)
         self.rejected = Counter("radlabel_sink_rejected", "Records dead-lettered, by reason (HTTP status or sink "
                                 "reason)", ["reason"], registry=r)
         self.stale = Counter("radlabel_sink_stale", "Records skipped because the server holds a newer version",

@@ -71,8 +71,16 @@ class _Prepared:
     headers: dict[str, str]
     provenance_id: str | None
     accession: Identifier | None
-    first: bytes  # plan(facts, ServerState()), serialised
-    parts: Parts | None = None  # the same, entry by entry, when it may share a transaction (connector.sink.merge)
+    # plan(facts, ServerState()), serialised whole, or entry by entry when it may share a transaction
+    # (connector.sink.merge): then it is joined only if it goes alone.
+    first: bytes | Parts
+
+    @property
+    def parts(self) -> Parts | None:
+        return self.first if isinstance(self.first, Parts) else None
+
+    def first_transaction(self) -> bytes:
+        return self.first.whole() if isinstance(self.first, Parts) else self.first
 
 
 class _Merger:
@@ -143,6 +151,8 @@ class _Merger:
                 done.set_exception(outcome)
             else:
                 done.set_result(outcome)
+        if isinstance(outcome, asyncio.CancelledError):
+            raise outcome
 
 
 _UNREAD = object()  # no prefetched Provenance for this record: read it
@@ -220,11 +230,8 @@ class SinkWriter:
                     group_heads.add(chain)
                 planned = plan(facts, ServerState(), retire=self.settings.retire).transaction
                 parts = split(planned) if self._merger is not None else None
-                if parts is not None and parts.mergeable:
-                    first = parts.whole()
-                else:
-                    first, parts = orjson.dumps(planned), None
-                group.append((chain, _Prepared(record, headers, facts.provenance_id, facts.accession, first, parts)))
+                first = parts if parts is not None and parts.mergeable else orjson.dumps(planned)
+                group.append((chain, _Prepared(record, headers, facts.provenance_id, facts.accession, first)))
                 del planned
                 del facts  # see _Prepared
                 if not flushed and len(group_heads) >= first_group:
@@ -282,7 +289,7 @@ class SinkWriter:
                 known = _UNREAD  # after a conflict, read again
                 transaction: dict | bytes
                 if state.provenance is None and not state.observations:
-                    transaction, retired = item.first, 0  # nothing of the report on the server
+                    transaction, retired = item.first_transaction(), 0  # nothing of the report on the server
                 else:
                     decision = plan(read_record(record.value, item.headers), state, retire=self.settings.retire)
                     if isinstance(decision, Skip):
